@@ -12,6 +12,7 @@ from modelyard.schemas import (
     MetricHistory,
     Param,
     Run,
+    RunInfo,
     RunStatus,
     RunTag,
     SearchRunsPage,
@@ -85,7 +86,8 @@ class TrackingStore(abc.ABC):
         end_time: int | None = None,
         run_name: str | None = None,
         description: str | None = None,
-    ) -> Run: ...
+    ) -> RunInfo:
+        """Change status (a terminal status sets end_time), end time, name or description."""
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None: ...

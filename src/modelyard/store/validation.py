@@ -1,0 +1,83 @@
+"""Input rules shared by every store backend, with errors that say what to fix."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from modelyard.errors import InvalidArgument
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_NAME_LENGTH = 256
+
+_KEY_RE = re.compile(r"^[\w\-. /:]+$")
+_RUN_ID_RE = re.compile(r"^[a-zA-Z0-9_\-]{1,64}$")
+_valid_keys: set[str] = set()  # keys seen valid already: log_metric is hot, the regex is not free
+
+
+def validate_key(kind: str, key: object) -> str:
+    if isinstance(key, str) and key in _valid_keys:
+        return key
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(f"{kind} key must be a non-empty string, got {key!r}.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidArgument(f"{kind} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}.")
+    if not _KEY_RE.match(key) or key != key.strip() or key.startswith("/") or ".." in key.split("/"):
+        raise InvalidArgument(
+            f"Invalid {kind} key {key!r}: use letters, digits, '_', '-', '.', ' ', ':' and '/' "
+            "(no leading '/', no '..' segment, no surrounding spaces)."
+        )
+    if len(_valid_keys) < 100_000:
+        _valid_keys.add(key)
+    return key
+
+
+def validate_param_value(key: str, value: str) -> str:
+    if len(value) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidArgument(
+            f"Param {key!r} has a {len(value)}-character value; the limit is {MAX_PARAM_VALUE_LENGTH}. "
+            "Log long values as an artifact instead (log_text / log_dict)."
+        )
+    return value
+
+
+def validate_tag_value(key: str, value: str) -> str:
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidArgument(
+            f"Tag {key!r} has a {len(value)}-character value; the limit is {MAX_TAG_VALUE_LENGTH}."
+        )
+    return value
+
+
+def validate_metric_value(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # type: ignore[arg-type]  # numpy scalars, 0-d tensors
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"Metric {key!r} must be a number, got {type(value).__name__} {value!r}.") from None
+    value = float(value)
+    if math.isnan(value) or math.isinf(value) or -1.8e308 < value < 1.8e308:
+        return value
+    raise InvalidArgument(f"Metric {key!r} value {value!r} is not a valid float.")  # pragma: no cover
+
+
+def validate_experiment_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument(f"Experiment name must be a non-empty string, got {name!r}.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"Experiment name is {len(name)} characters; the limit is {MAX_NAME_LENGTH}.")
+    return name
+
+
+def validate_run_id(run_id: object) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise InvalidArgument(f"Invalid run id {run_id!r}: expected a 32-character hex id such as 'a1b2...'.")
+    return run_id
+
+
+def validate_max_results(max_results: int, limit: int = 50_000) -> int:
+    if not isinstance(max_results, int) or max_results < 1 or max_results > limit:
+        raise InvalidArgument(f"max_results must be an integer between 1 and {limit}, got {max_results!r}.")
+    return max_results

@@ -1,0 +1,1 @@
+"""Experiment tracking: the explicit `Client` and the fluent API built on it."""
