@@ -9,6 +9,7 @@ around PART_SIZE x CONCURRENCY whatever the file size (s3fs's defaults, 50 MiB x
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,13 +25,17 @@ from modelyard import config
 from modelyard.artifacts.base import ArtifactStore, normalize_artifact_path
 from modelyard.artifacts.local import staged_file
 from modelyard.artifacts.progress import TransferProgress
-from modelyard.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from modelyard.errors import InvalidArgument, ModelyardError, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from modelyard.schemas.artifacts import FileInfo
 
 PART_SIZE = 8 * 2**20  # S3 allows 5 MiB..5 GiB per part; files under 2 parts go up in one request
 CONCURRENCY = 4
 _MAX_PARTS = 10_000  # S3's limit: parts grow for files over PART_SIZE x 10,000 (80 GiB)
 _UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError, TimeoutError, FSTimeoutError)
+
+
+def _depth(rel: str) -> int:
+    return rel.count("/") + 1 if rel else 0
 
 
 class _ProgressCallback(Callback):
@@ -63,15 +68,24 @@ class S3ArtifactStore(ArtifactStore):
         # s3fs caches file systems by these arguments, so stores on one endpoint share a connection pool.
         self._fs = s3fs.S3FileSystem(
             endpoint_url=self.endpoint_url,
+            # Passed explicitly so the cached file system changes when these env vars do; when unset,
+            # botocore's own chain (profiles, instance roles) applies.
+            key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            secret=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            token=os.environ.get("AWS_SESSION_TOKEN") or None,
             default_block_size=PART_SIZE,
             max_concurrency=CONCURRENCY,
             use_listings_cache=False,  # other processes write the same prefixes; never trust a stale listing
             config_kwargs={"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3, "mode": "standard"}},
         )
 
+    def _object_key(self, rel: str) -> str:
+        """The S3 key ("prefix/rel") of artifact `rel`."""
+        return "/".join(p for p in (self.prefix, rel) if p)
+
     def _key(self, rel: str) -> str:
         """The s3fs path ("bucket/prefix/rel") of artifact `rel`."""
-        return "/".join(p for p in (self.bucket, self.prefix, rel) if p)
+        return "/".join(p for p in (self.bucket, self._object_key(rel)) if p)
 
     @contextmanager
     def _errors(self, rel: str) -> Iterator[None]:
@@ -96,7 +110,7 @@ class S3ArtifactStore(ArtifactStore):
             self._fs.put_file(str(local_path), self._key(rel), callback=_ProgressCallback(progress), chunksize=part)
 
     def _get_file(self, rel: str, local_path: Path) -> None:
-        self._require_file(rel)
+        # A missing key and a folder both answer NoSuchKey, hence NotFound: no extra HEAD per file.
         with self._errors(rel), staged_file(local_path) as tmp, TransferProgress(rel.rsplit("/", 1)[-1]) as progress:
             self._fs.get_file(self._key(rel), str(tmp), callback=_ProgressCallback(progress))
 
@@ -115,20 +129,36 @@ class S3ArtifactStore(ArtifactStore):
                 file_size=None if e["type"] == "directory" else int(e["size"]),
             )
             for e in entries
-            if e["name"].startswith(key + "/")  # `ls` of a file lists the file itself: not a child
+            # `ls` of a file lists the file itself, and folder markers ("a/") are not files.
+            if e["name"].startswith(key + "/") and not e["name"].endswith("/")
         ]
         return sorted(infos, key=lambda f: f.path)
 
     def _delete(self, rel: str) -> None:
-        key = self._key(rel)
+        files: list[str] = []
+        folders = [rel] if self._key(rel) != self.bucket else []  # a root at the bucket top only empties it
+        pending = [rel]
         with self._errors(rel):
-            try:
-                # At the bucket root, delete what is in the bucket, never the bucket itself.
-                targets = [e["name"] for e in self._fs.ls(key, detail=True)] if key == self.bucket else [key]
-                if targets:
-                    self._fs.rm(targets, recursive=True)
-            except FileNotFoundError:
-                pass
+            # Walk folder by folder, not one flat listing: only that shows SeaweedFS's empty folders.
+            while pending:
+                for info in self._list(pending.pop()):
+                    (folders if info.is_dir else files).append(info.path)
+                    if info.is_dir:
+                        pending.append(info.path)
+            if len(folders) <= 1 and not files and rel:
+                files.append(rel)  # a file, or nothing (deleting a missing key is a no-op)
+            # Some servers keep an empty folder as a "folder/" entry (SeaweedFS; S3 consoles make such
+            # markers too): delete those after the files, deepest first. On plain S3 they do not exist.
+            markers = [self._object_key(f) + "/" for f in sorted(folders, key=_depth, reverse=True)]
+            self._delete_keys([self._object_key(f) for f in files] + markers)
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        """DeleteObjects, in order, 1000 keys per request (the S3 limit)."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            out = self._fs.call_s3("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if out.get("Errors"):
+                raise ModelyardError(f"S3 refused to delete {len(out['Errors'])} keys under {self.root_uri}: {out['Errors'][0]}")
 
     def _exists(self, rel: str) -> bool:
         with self._errors(rel):

@@ -60,22 +60,10 @@ class OrderBy:
 
 
 ATTRIBUTES: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "run_id",
-            "run_name",
-            "status",
-            "artifact_uri",
-            "lifecycle_stage",
-            "parent_run_id",
-            "user",
-            "description",
-        ),
-        "string",
-    ),
-    "start_time": "number",
-    "end_time": "number",
-}
+    "run_id": "string", "run_name": "string", "status": "string", "artifact_uri": "string",
+    "lifecycle_stage": "string", "parent_run_id": "string", "user": "string", "description": "string",
+    "start_time": "number", "end_time": "number",
+}  # fmt: skip
 DATASET_FIELDS = ("name", "digest", "context", "source")
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
@@ -399,7 +387,7 @@ def _join(cls: type[And] | type[Or], items: list[Expr]) -> Expr:
         return items[0]
     flat: list[Expr] = []
     for item in items:  # (a AND b) AND c is just a AND b AND c
-        flat.append(item)
+        flat.extend(item.items if isinstance(item, cls) else (item,))
     return cls(tuple(flat))
 
 

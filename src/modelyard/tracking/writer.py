@@ -68,8 +68,9 @@ class BufferedWriter:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
-            stored = self._send(batch)
-            return self._replay() and stored
+            sent = self._send(batch)
+            replayed = self._replay()
+            return sent and replayed
 
     def _send(self, batch: list[Point]) -> bool:
         by_run: dict[str, list[Metric]] = defaultdict(list)
@@ -77,10 +78,9 @@ class BufferedWriter:
             by_run[run_id].append(Metric.model_construct(key=key, value=value, step=step, timestamp=ts))
         ok = True
         for run_id, points in by_run.items():
-            # A run already spooled stays spooled until replayed, so its points keep their order.
+            # A run already spooled stays spooled until replayed (right after), so its points keep their order.
             if self._spool_path(run_id).exists():
                 self._spool(run_id, points)
-                ok = False
                 continue
             for start in range(0, len(points), MAX_BATCH):
                 chunk = points[start : start + MAX_BATCH]

@@ -238,17 +238,20 @@ class SqlTrackingStore(TrackingStore):
             raise AlreadyExists(f"An active experiment named {new_name!r} already exists.") from None
 
     def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
-        now = now_ms()
         with self._tx() as conn:
             row = self._experiment_row(conn, experiment_id)
             if row.lifecycle_stage == stage:
                 raise InvalidState(f"Experiment {experiment_id} ({row.name!r}) is already {stage}.")
+            in_experiment = runs.c.experiment_id == row.experiment_id
+            # The deletion time identifies the runs deleted with the experiment, so it must differ from the
+            # time of any run deleted on its own before.
+            last_run_deletion = conn.execute(select(func.max(runs.c.deleted_time)).where(in_experiment)).scalar()
+            now = max(now_ms(), (last_run_deletion or 0) + 1)
             conn.execute(
                 update(experiments)
                 .where(experiments.c.experiment_id == row.experiment_id)
                 .values(lifecycle_stage=stage, last_update_time=now)
             )
-            in_experiment = runs.c.experiment_id == row.experiment_id
             if stage == "deleted":
                 conn.execute(
                     update(runs)

@@ -1,0 +1,244 @@
+"""One contract suite for the tracking store, run on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from modelyard.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NotFound
+from modelyard.schemas import Dataset, DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
+from modelyard.store.sql.store import SqlTrackingStore
+
+
+def m(key: str, value: float, step: int = 0, ts: int = 0) -> Metric:
+    return Metric(key=key, value=value, step=step, timestamp=ts)
+
+
+# experiments -------------------------------------------------------------------------------------------
+def test_default_experiment_exists(store: SqlTrackingStore) -> None:
+    exp = store.get_experiment("0")
+    assert exp.name == "Default"
+    assert exp.artifact_location.endswith("/0")
+
+
+def test_create_get_experiment_with_tags(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("vision", tags={"team": "cv"})
+    exp = store.get_experiment(eid)
+    assert (exp.name, exp.tags, exp.lifecycle_stage.value) == ("vision", {"team": "cv"}, "active")
+    assert exp.artifact_location.endswith(f"/{eid}")
+    assert store.get_experiment_by_name("vision") == exp
+    assert store.get_experiment_by_name("nope") is None
+
+
+def test_experiment_names_unique_among_active(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("dup")
+    with pytest.raises(AlreadyExists, match="dup"):
+        store.create_experiment("dup")
+    store.delete_experiment(eid)
+    # a deleted experiment keeps its name reserved from restore's point of view, but a new one may take it
+    other = store.create_experiment("dup")
+    with pytest.raises(AlreadyExists):
+        store.restore_experiment(eid)
+    store.delete_experiment(other)
+    store.purge_experiment(other)
+    store.restore_experiment(eid)
+    assert store.get_experiment(eid).lifecycle_stage.value == "active"
+
+
+def test_delete_restore_experiment_takes_runs_along(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("e")
+    kept = store.create_run(eid)
+    deleted_before = store.create_run(eid)
+    store.delete_run(deleted_before.run_id)
+    store.delete_experiment(eid)
+    assert store.get_run(kept.run_id).info.lifecycle_stage.value == "deleted"
+    with pytest.raises(InvalidState, match="deleted"):
+        store.create_run(eid)
+    store.restore_experiment(eid)
+    assert store.get_run(kept.run_id).info.lifecycle_stage.value == "active"
+    # a run deleted on its own before the experiment stays deleted
+    assert store.get_run(deleted_before.run_id).info.lifecycle_stage.value == "deleted"
+
+
+def test_purge_experiment_requires_delete_and_removes_runs(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("gone")
+    run = store.create_run(eid, params={"a": "1"})
+    store.log_batch(run.run_id, metrics=[m("x", 1.0)])
+    with pytest.raises(InvalidState, match="delete it before purging"):
+        store.purge_experiment(eid)
+    store.delete_experiment(eid)
+    store.purge_experiment(eid)
+    with pytest.raises(NotFound):
+        store.get_experiment(eid)
+    with pytest.raises(NotFound):
+        store.get_run(run.run_id)
+
+
+def test_search_and_rename_experiments(store: SqlTrackingStore) -> None:
+    a = store.create_experiment("alpha")
+    b = store.create_experiment("beta")
+    store.delete_experiment(b)
+    assert [e.name for e in store.search_experiments()] == ["Default", "alpha"]
+    assert [e.name for e in store.search_experiments(ViewType.DELETED_ONLY)] == ["beta"]
+    assert len(store.search_experiments(ViewType.ALL)) == 3
+    assert [e.name for e in store.search_experiments(name_like="AL%")] == ["alpha"]
+    store.rename_experiment(a, "gamma")
+    assert store.get_experiment(a).name == "gamma"
+    with pytest.raises(AlreadyExists):
+        store.rename_experiment(a, "Default")
+    store.set_experiment_tag(a, "k", "v1")
+    store.set_experiment_tag(a, "k", "v2")
+    assert store.get_experiment(a).tags == {"k": "v2"}
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 300])
+def test_invalid_experiment_names(store: SqlTrackingStore, bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        store.create_experiment(bad)
+
+
+def test_invalid_experiment_id(store: SqlTrackingStore) -> None:
+    with pytest.raises(InvalidArgument, match="integers"):
+        store.get_experiment("abc")
+    with pytest.raises(NotFound):
+        store.get_experiment("424242")
+
+
+# runs -------------------------------------------------------------------------------------------------
+def test_create_and_get_run(store: SqlTrackingStore) -> None:
+    eid = store.create_experiment("r")
+    run = store.create_run(eid, run_name="first", params={"lr": "0.1"}, tags={"t": "1"}, description="d")
+    got = store.get_run(run.run_id)
+    assert got.info.run_name == "first"
+    assert got.info.status == RunStatus.RUNNING
+    assert got.info.description == "d"
+    assert got.data.params == {"lr": "0.1"}
+    assert got.data.tags == {"t": "1"}
+    assert got.info.artifact_uri.endswith(f"/{eid}/{run.run_id}/artifacts")
+    assert len(run.run_id) == 32
+
+
+def test_generated_run_names(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    assert run.info.run_name.count("-") == 2
+
+
+def test_update_run_status_sets_end_time(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    info = store.update_run(run.run_id, status=RunStatus.FAILED)
+    assert info.status == RunStatus.FAILED and info.end_time is not None
+    assert store.get_run(run.run_id).info.end_time == info.end_time
+    with pytest.raises(InvalidArgument, match="RUNNING"):
+        store.update_run(run.run_id, status="DONE")  # type: ignore[arg-type]
+
+
+def test_nested_runs(store: SqlTrackingStore) -> None:
+    parent = store.create_run("0")
+    child = store.create_run("0", parent_run_id=parent.run_id)
+    assert store.get_run(child.run_id).info.parent_run_id == parent.run_id
+    with pytest.raises(NotFound):
+        store.create_run("0", parent_run_id="f" * 32)
+
+
+def test_delete_restore_purge_run(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    with pytest.raises(InvalidState):
+        store.purge_run(run.run_id)
+    store.delete_run(run.run_id)
+    assert [r.run_id for r in store.deleted_runs()] == [run.run_id]
+    with pytest.raises(InvalidState, match="restore it"):
+        store.log_batch(run.run_id, metrics=[m("x", 1)])
+    store.restore_run(run.run_id)
+    store.log_batch(run.run_id, metrics=[m("x", 1)])
+    store.delete_run(run.run_id)
+    store.purge_run(run.run_id)
+    with pytest.raises(NotFound):
+        store.get_run(run.run_id)
+    assert store.deleted_runs() == []
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "a" * 100, "id with space"])
+def test_invalid_run_ids(store: SqlTrackingStore, bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        store.get_run(bad)
+
+
+# params, tags, metrics ----------------------------------------------------------------------------------
+def test_params_are_immutable(store: SqlTrackingStore) -> None:
+    run = store.create_run("0", params={"lr": "0.1"})
+    store.log_batch(run.run_id, params=[Param(key="lr", value="0.1"), Param(key="bs", value="32")])
+    with pytest.raises(Conflict) as err:
+        store.log_batch(run.run_id, params=[Param(key="lr", value="0.2")])
+    assert "'0.1'" in err.value.message and "'0.2'" in err.value.message
+    with pytest.raises(Conflict, match="twice"):
+        store.log_batch(run.run_id, params=[Param(key="x", value="1"), Param(key="x", value="2")])
+    assert store.get_run(run.run_id).data.params == {"lr": "0.1", "bs": "32"}
+
+
+def test_failed_batch_writes_nothing(store: SqlTrackingStore) -> None:
+    run = store.create_run("0", params={"lr": "0.1"})
+    with pytest.raises(Conflict):
+        store.log_batch(run.run_id, metrics=[m("loss", 1.0)], params=[Param(key="lr", value="9")],
+                        tags=[RunTag(key="t", value="x")])
+    got = store.get_run(run.run_id)
+    assert got.data.metrics == {} and got.data.tags == {}
+
+
+def test_tags_are_mutable_and_deletable(store: SqlTrackingStore) -> None:
+    run = store.create_run("0", tags={"a": "1"})
+    store.log_batch(run.run_id, tags=[RunTag(key="a", value="2"), RunTag(key="b", value="3")])
+    assert store.get_run(run.run_id).data.tags == {"a": "2", "b": "3"}
+    store.delete_tag(run.run_id, "a")
+    assert store.get_run(run.run_id).data.tags == {"b": "3"}
+    with pytest.raises(NotFound):
+        store.delete_tag(run.run_id, "a")
+
+
+@pytest.mark.parametrize("key", ["", "../x", "/abs", "a" * 251, "tab\tkey", " padded"])
+def test_invalid_keys(store: SqlTrackingStore, key: str) -> None:
+    run = store.create_run("0")
+    with pytest.raises(InvalidArgument):
+        store.log_batch(run.run_id, metrics=[m(key, 1.0)])
+
+
+def test_special_float_values_round_trip(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    values = [0.5, float("nan"), float("inf"), float("-inf"), -0.0, 1e-300, 1.7976931348623157e308]
+    store.log_batch(run.run_id, metrics=[m("v", x, step=i) for i, x in enumerate(values)])
+    hist = store.get_metric_history(run.run_id, "v")
+    assert hist.steps == list(range(len(values)))
+    for got, want in zip(hist.values, values):
+        assert got == want or (math.isnan(got) and math.isnan(want))
+    store.log_batch(run.run_id, metrics=[m("n", float("nan"))])
+    assert math.isnan(store.get_run(run.run_id).data.metrics["n"])
+
+
+def test_latest_metric_is_by_step_then_timestamp(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    store.log_batch(run.run_id, metrics=[m("loss", 3.0, step=5, ts=10), m("loss", 2.0, step=7, ts=5)])
+    store.log_batch(run.run_id, metrics=[m("loss", 9.0, step=6, ts=99)])  # older step: latest unchanged
+    assert store.get_run(run.run_id).data.metrics == {"loss": 2.0}
+    store.log_batch(run.run_id, metrics=[m("loss", 1.0, step=7, ts=6)])  # same step, newer time
+    assert store.get_run(run.run_id).data.metrics == {"loss": 1.0}
+    hist = store.get_metric_history(run.run_id, "loss")
+    assert hist.steps == [5, 6, 7, 7] and hist.values == [3.0, 9.0, 2.0, 1.0]
+
+
+def test_metric_history_unknown(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    assert len(store.get_metric_history(run.run_id, "nope")) == 0
+    with pytest.raises(NotFound):
+        store.get_metric_history("a" * 32, "x")
+
+
+def test_dataset_inputs(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    ds = Dataset(name="train", digest="abc123", source="file:///d.csv", source_type="file",
+                 schema={"x": "float64"}, num_rows=10)
+    store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="training")])
+    store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="training")])  # idempotent
+    store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="validation")])
+    inputs = store.get_run(run.run_id).inputs
+    assert sorted(i.context or "" for i in inputs) == ["training", "validation"]
+    assert inputs[0].dataset == ds

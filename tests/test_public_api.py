@@ -1,0 +1,29 @@
+"""Pin the curated public surface: adding or removing a name is a deliberate change to this list."""
+
+import modelyard
+
+EXPECTED = {
+    "__version__", "start_run", "end_run", "active_run", "set_experiment", "set_tracking_uri", "get_tracking_uri",
+    "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "log_artifact",
+    "log_artifacts", "log_text", "log_dict", "log_figure", "log_image", "log_dataset", "flush", "search_runs",
+    "ActiveRun", "Client", "Experiment", "Run", "RunInfo", "RunData", "RunStatus", "Metric", "MetricHistory",
+    "Param", "RunTag", "Dataset", "DatasetInput", "ViewType", "ModelyardError", "NotFound", "AlreadyExists",
+    "InvalidArgument", "Conflict",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(modelyard.__all__) == EXPECTED
+    assert len(modelyard.__all__) == len(EXPECTED)
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in modelyard.__all__:
+        assert getattr(modelyard, name) is not None, name
+
+
+def test_unknown_attribute() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError):
+        modelyard.nope  # noqa: B018
