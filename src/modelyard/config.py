@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ def _home() -> Path:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("home", lambda v: Path(v).expanduser(), _home, "Folder for the embedded store and artifacts."),
+        Setting(
+            "home", lambda v: Path(v).expanduser(), _home, "Folder for the embedded store and artifacts."
+        ),
         Setting(
             "tracking_uri",
             str,
@@ -44,11 +47,19 @@ SETTINGS: dict[str, Setting] = {
             lambda: (_home() / "artifacts").as_uri(),
             "Root for new experiments' artifacts: a folder, file:///..., or s3://bucket/prefix.",
         ),
-        Setting("s3_endpoint_url", str, lambda: os.environ.get("AWS_ENDPOINT_URL") or None,
-                "S3 endpoint for MinIO/SeaweedFS (falls back to AWS_ENDPOINT_URL)."),
+        Setting(
+            "s3_endpoint_url",
+            str,
+            lambda: os.environ.get("AWS_ENDPOINT_URL") or None,
+            "S3 endpoint for MinIO/SeaweedFS (falls back to AWS_ENDPOINT_URL).",
+        ),
         Setting("token", str, lambda: None, "API token sent to a Modelyard server."),
-        Setting("flush_interval", float, lambda: 1.0, "Seconds between background flushes of buffered metrics."),
-        Setting("progress_threshold_mb", float, lambda: 50.0, "Show a progress bar for files larger than this."),
+        Setting(
+            "flush_interval", float, lambda: 1.0, "Seconds between background flushes of buffered metrics."
+        ),
+        Setting(
+            "progress_threshold_mb", float, lambda: 50.0, "Show a progress bar for files larger than this."
+        ),
     )
 }
 

@@ -49,11 +49,19 @@ def test_old_schema_is_refused_then_upgraded_with_data_kept(tmp_path: Path) -> N
     migrate.upgrade(uri, "0001")
     engine = sa.create_engine(uri)
     with engine.begin() as conn:  # data written by the old version
-        conn.execute(sa.text("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
-                             "VALUES (5, 'legacy', '/tmp/a/5', 'active')"))
-        conn.execute(sa.text("INSERT INTO runs (run_uuid, experiment_id, name, status, start_time, "
-                             "lifecycle_stage, artifact_uri) VALUES ('r' || hex(randomblob(15)), 5, 'old', "
-                             "'FINISHED', 1, 'active', '/tmp/a/5/r')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) "
+                "VALUES (5, 'legacy', '/tmp/a/5', 'active')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (run_uuid, experiment_id, name, status, start_time, "
+                "lifecycle_stage, artifact_uri) VALUES ('r' || hex(randomblob(15)), 5, 'old', "
+                "'FINISHED', 1, 'active', '/tmp/a/5/r')"
+            )
+        )
     engine.dispose()
     with pytest.raises(SchemaOutdated, match="modelyard db upgrade") as err:
         SqlTrackingStore(uri)

@@ -22,13 +22,16 @@ ROWS = [  # name, acc, lr, team, status
 def populated(store: SqlTrackingStore) -> tuple[SqlTrackingStore, str]:
     eid = store.create_experiment("search")
     for i, (name, acc, lr, team, status) in enumerate(ROWS):
-        run = store.create_run(eid, run_name=name, start_time=1000 + i, params={"lr": lr},
-                               tags={"team": team} if team else {})
+        run = store.create_run(
+            eid, run_name=name, start_time=1000 + i, params={"lr": lr}, tags={"team": team} if team else {}
+        )
         if acc is not None:
             store.log_batch(run.run_id, metrics=[Metric(key="acc", value=acc, step=0, timestamp=0)])
         if name in ("a", "c"):
-            store.log_inputs(run.run_id, [DatasetInput(
-                dataset=Dataset(name="digits", digest=f"d-{name}"), context="training")])
+            store.log_inputs(
+                run.run_id,
+                [DatasetInput(dataset=Dataset(name="digits", digest=f"d-{name}"), context="training")],
+            )
         store.update_run(run.run_id, status=status)
     return store, eid
 
@@ -93,8 +96,12 @@ def test_order_by(populated: tuple[SqlTrackingStore, str], order: list[str], exp
     assert names(store, eid, None, order) == expected
 
 
-@pytest.mark.parametrize("order", [None, ["metrics.acc DESC"], ["params.lr"], ["tags.team DESC", "metrics.acc"]])
-def test_pagination_walks_every_run_once(populated: tuple[SqlTrackingStore, str], order: list[str] | None) -> None:
+@pytest.mark.parametrize(
+    "order", [None, ["metrics.acc DESC"], ["params.lr"], ["tags.team DESC", "metrics.acc"]]
+)
+def test_pagination_walks_every_run_once(
+    populated: tuple[SqlTrackingStore, str], order: list[str] | None
+) -> None:
     store, eid = populated
     for i in range(20):  # extra runs sharing sort values, to exercise the tie-breaker
         run = store.create_run(eid, run_name=f"x{i}", start_time=1000, params={"lr": "0.01"})

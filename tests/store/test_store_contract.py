@@ -179,8 +179,12 @@ def test_params_are_immutable(store: SqlTrackingStore) -> None:
 def test_failed_batch_writes_nothing(store: SqlTrackingStore) -> None:
     run = store.create_run("0", params={"lr": "0.1"})
     with pytest.raises(Conflict):
-        store.log_batch(run.run_id, metrics=[m("loss", 1.0)], params=[Param(key="lr", value="9")],
-                        tags=[RunTag(key="t", value="x")])
+        store.log_batch(
+            run.run_id,
+            metrics=[m("loss", 1.0)],
+            params=[Param(key="lr", value="9")],
+            tags=[RunTag(key="t", value="x")],
+        )
     got = store.get_run(run.run_id)
     assert got.data.metrics == {} and got.data.tags == {}
 
@@ -234,8 +238,14 @@ def test_metric_history_unknown(store: SqlTrackingStore) -> None:
 
 def test_dataset_inputs(store: SqlTrackingStore) -> None:
     run = store.create_run("0")
-    ds = Dataset(name="train", digest="abc123", source="file:///d.csv", source_type="file",
-                 schema={"x": "float64"}, num_rows=10)
+    ds = Dataset(
+        name="train",
+        digest="abc123",
+        source="file:///d.csv",
+        source_type="file",
+        schema={"x": "float64"},
+        num_rows=10,
+    )
     store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="training")])
     store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="training")])  # idempotent
     store.log_inputs(run.run_id, [DatasetInput(dataset=ds, context="validation")])

@@ -37,8 +37,16 @@ def test_files_folders_text_and_dicts(client: my.Client, tmp_path: Path) -> None
     client.log_dict(run_id, {"lr": 0.1}, "config.yaml")
 
     top = {(f.path, f.is_dir) for f in client.list_artifacts(run_id)}
-    assert top == {("model", True), ("report", True), ("notes", True), ("config.json", False), ("config.yaml", False)}
-    assert [(f.path, f.file_size) for f in client.list_artifacts(run_id, "model")] == [("model/weights.bin", 2000)]
+    assert top == {
+        ("model", True),
+        ("report", True),
+        ("notes", True),
+        ("config.json", False),
+        ("config.yaml", False),
+    }
+    assert [(f.path, f.file_size) for f in client.list_artifacts(run_id, "model")] == [
+        ("model/weights.bin", 2000)
+    ]
 
     out = client.download_artifacts(run_id, "", tmp_path / "dl")
     assert (out / "model" / "weights.bin").read_bytes() == weights.read_bytes()

@@ -109,13 +109,22 @@ def test_git_and_environment_capture(tmp_path: Path, modelyard_home: Path) -> No
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*git, "remote", "add", "origin", "https://example.invalid/r.git"], cwd=repo, check=True)
     script = repo / "train.py"
-    script.write_text("import modelyard as my\nwith my.start_run(experiment='git') as r:\n    print(r.run_id)\n")
+    script.write_text(
+        "import modelyard as my\nwith my.start_run(experiment='git') as r:\n    print(r.run_id)\n"
+    )
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     script.write_text(script.read_text() + "# local change\n")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
-                         env={"MODELYARD_HOME": str(modelyard_home), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"MODELYARD_HOME": str(modelyard_home), "PATH": "/usr/bin:/bin"},
+    )
     run_id = out.stdout.strip()
     client = my.Client()
     tags = client.get_run(run_id).data.tags
@@ -137,8 +146,13 @@ def test_script_exiting_with_open_run_stores_everything(modelyard_home: Path) ->
         "import modelyard as my\nr = my.start_run(experiment='exit')\n"
         "for i in range(1000): my.log_metric('x', i)\nprint(r.run_id)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"MODELYARD_HOME": str(modelyard_home), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"MODELYARD_HOME": str(modelyard_home), "PATH": "/usr/bin:/bin"},
+    )
     client = my.Client()
     run = client.get_run(out.stdout.strip())
     assert run.info.status == my.RunStatus.FINISHED

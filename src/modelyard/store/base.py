@@ -42,7 +42,10 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def search_experiments(
-        self, view_type: ViewType = ViewType.ACTIVE_ONLY, name_like: str | None = None, max_results: int = 1000
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        max_results: int = 1000,
     ) -> list[Experiment]: ...
 
     @abc.abstractmethod

@@ -23,7 +23,9 @@ def validate_key(kind: str, key: object) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidArgument(f"{kind} key must be a non-empty string, got {key!r}.")
     if len(key) > MAX_KEY_LENGTH:
-        raise InvalidArgument(f"{kind} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}.")
+        raise InvalidArgument(
+            f"{kind} key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_LENGTH}."
+        )
     if not _KEY_RE.match(key) or key != key.strip() or key.startswith("/") or ".." in key.split("/"):
         raise InvalidArgument(
             f"Invalid {kind} key {key!r}: use letters, digits, '_', '-', '.', ' ', ':' and '/' "
@@ -56,7 +58,9 @@ def validate_metric_value(key: str, value: object) -> float:
         try:
             value = float(value)  # type: ignore[arg-type]  # numpy scalars, 0-d tensors
         except (TypeError, ValueError):
-            raise InvalidArgument(f"Metric {key!r} must be a number, got {type(value).__name__} {value!r}.") from None
+            raise InvalidArgument(
+                f"Metric {key!r} must be a number, got {type(value).__name__} {value!r}."
+            ) from None
     value = float(value)
     if math.isnan(value) or math.isinf(value) or -1.8e308 < value < 1.8e308:
         return value

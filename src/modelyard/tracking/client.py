@@ -104,7 +104,10 @@ class Client:
             return found.experiment_id
 
     def search_experiments(
-        self, view_type: ViewType | str = ViewType.ACTIVE_ONLY, name_like: str | None = None, max_results: int = 1000
+        self,
+        view_type: ViewType | str = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        max_results: int = 1000,
     ) -> list[Experiment]:
         return self.store.search_experiments(ViewType(view_type), name_like, max_results)
 
@@ -173,13 +176,19 @@ class Client:
         return self.store.get_run(run_id)
 
     def update_run(
-        self, run_id: str, status: RunStatus | str | None = None, name: str | None = None, description: str | None = None
+        self,
+        run_id: str,
+        status: RunStatus | str | None = None,
+        name: str | None = None,
+        description: str | None = None,
     ) -> RunInfo:
         return self.store.update_run(
             run_id, status=RunStatus(status) if status else None, run_name=name, description=description
         )
 
-    def set_terminated(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, end_time: int | None = None) -> RunInfo:
+    def set_terminated(
+        self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, end_time: int | None = None
+    ) -> RunInfo:
         """Flush the run's buffered metrics, then mark it ended."""
         self.flush()
         return self.store.update_run(run_id, status=RunStatus(status), end_time=end_time)
@@ -227,7 +236,11 @@ class Client:
             self.writer.add(run_id, key, value, step, ts)
 
     def log_metrics(
-        self, run_id: str, metrics: Mapping[str, Any], step: int | None = None, timestamp: int | None = None,
+        self,
+        run_id: str,
+        metrics: Mapping[str, Any],
+        step: int | None = None,
+        timestamp: int | None = None,
         synchronous: bool = False,
     ) -> None:
         ts = timestamp if timestamp is not None else _now()

@@ -49,7 +49,9 @@ def git_state(path: str) -> GitState | None:
     remote = _git(repo, "config", "--get", "remote.origin.url") or None
     dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
     diff = (_git(repo, "diff", "HEAD") or "") if dirty else ""
-    return GitState(commit=commit, branch=None if branch == "HEAD" else branch, remote=remote, dirty=dirty, diff=diff)
+    return GitState(
+        commit=commit, branch=None if branch == "HEAD" else branch, remote=remote, dirty=dirty, diff=diff
+    )
 
 
 def entry_point() -> str:

@@ -70,7 +70,9 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             status = RunStatus.FINISHED
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -113,7 +115,12 @@ def start_run(
             run_tags.update(context.run_tags())
         run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
         run = client.create_run(
-            experiment_id, run_name=name, tags=run_tags, params=params, parent_run_id=parent, description=description
+            experiment_id,
+            run_name=name,
+            tags=run_tags,
+            params=params,
+            parent_run_id=parent,
+            description=description,
         )
         active = ActiveRun(run, client)
         if capture:

@@ -49,7 +49,9 @@ class BufferedWriter:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="modelyard-metric-writer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="modelyard-metric-writer", daemon=True
+                )
                 self._thread.start()
 
     def _loop(self) -> None:
@@ -88,13 +90,19 @@ class BufferedWriter:
                     self._sink(run_id, chunk)
                 except (NotFound, InvalidState) as exc:
                     self._spool(run_id, points[start:], rejected=True)
-                    log.error("Metrics for run %s were refused (%s); kept in %s", run_id, exc, self._spool_dir)
+                    log.error(
+                        "Metrics for run %s were refused (%s); kept in %s", run_id, exc, self._spool_dir
+                    )
                     ok = False
                     break
                 except Exception as exc:  # unreachable store, network, lock timeout: spool and retry later
                     self._spool(run_id, points[start:])
-                    log.warning("Tracking store unavailable (%s); %d points spooled to %s", _short(exc),
-                                len(points) - start, self._spool_path(run_id))
+                    log.warning(
+                        "Tracking store unavailable (%s); %d points spooled to %s",
+                        _short(exc),
+                        len(points) - start,
+                        self._spool_path(run_id),
+                    )
                     ok = False
                     break
         return ok
@@ -139,7 +147,9 @@ class BufferedWriter:
                 claimed.unlink()
             except Exception as exc:  # put what is left back; refused points go to the rejected file
                 rejected = isinstance(exc, ModelyardError) and not isinstance(exc, Unavailable)
-                remaining = [_parse(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line]
+                remaining = [
+                    _parse(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line
+                ]
                 claimed.unlink()
                 self._spool(run_id, remaining, rejected=rejected)
                 ok = False

@@ -65,7 +65,9 @@ def create_engines(uri: str) -> tuple[Engine, Engine]:
     if backend == "postgresql":
         engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
         return engine, engine
-    raise InvalidArgument(f"Unsupported database {backend!r} in {uri!r}: use sqlite:/// or postgresql+psycopg://.")
+    raise InvalidArgument(
+        f"Unsupported database {backend!r} in {uri!r}: use sqlite:/// or postgresql+psycopg://."
+    )
 
 
 def stored_version(engine: Engine) -> str | None:
@@ -88,7 +90,9 @@ def ensure_schema(write_engine: Engine, uri: str) -> None:
                 version = "unknown (no alembic_version table)"
             else:
                 metadata.create_all(conn)
-                conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+                conn.execute(
+                    text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+                )
                 conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_VERSION})
                 return
     except OperationalError as exc:

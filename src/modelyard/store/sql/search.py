@@ -142,7 +142,10 @@ def build_query(
 ) -> Select[Any]:
     """SELECT runs.* plus one labelled sort column per sort key (`sk0`, ...; the last is run_uuid)."""
     compiler = _Compiler(_required_keys(expr))
-    conditions: list[ColumnElement[bool]] = [runs.c.experiment_id.in_(experiment_ids), runs.c.lifecycle_stage.in_(stages)]
+    conditions: list[ColumnElement[bool]] = [
+        runs.c.experiment_id.in_(experiment_ids),
+        runs.c.lifecycle_stage.in_(stages),
+    ]
     if expr is not None:
         conditions.append(compiler.where(expr))
     sort = [(compiler.column(o.ident), o.descending) for o in (*order_by, *_default_tail(order_by))]
@@ -151,7 +154,7 @@ def build_query(
         conditions.append(_after(sort, after))
 
     source: FromClause = runs
-    for (kind, key), (alias, inner) in compiler.joins.items():
+    for (_kind, key), (alias, inner) in compiler.joins.items():
         on = and_(alias.c.run_uuid == runs.c.run_uuid, alias.c.key == key)
         source = source.join(alias, on) if inner else source.outerjoin(alias, on)
     columns = [*runs.c, *(col.label(f"sk{i}") for i, (col, _) in enumerate(sort))]
@@ -170,7 +173,9 @@ def _after(sort: list[tuple[Any, bool]], last: list[Any]) -> ColumnElement[bool]
         raise InvalidArgument("The page token does not match this query; start again without a page token.")
     disjuncts = []
     for i, ((col, desc), value) in enumerate(zip(sort, last)):
-        equal_before = [col_j.is_(None) if v is None else col_j == v for (col_j, _), v in zip(sort[:i], last[:i])]
+        equal_before = [
+            col_j.is_(None) if v is None else col_j == v for (col_j, _), v in zip(sort[:i], last[:i])
+        ]
         if value is None:
             continue  # NULLs sort last: nothing comes after a NULL but equal NULLs
         beyond = (col < value) if desc else (col > value)
@@ -193,7 +198,9 @@ def decode_page_token(token: str, fingerprint: str) -> list[Any]:
         values, owner = payload["k"], payload["q"]
         assert isinstance(values, list)
     except Exception:
-        raise InvalidArgument(f"Invalid page token {token[:40]!r}: pass the next_page_token of a previous page.") from None
+        raise InvalidArgument(
+            f"Invalid page token {token[:40]!r}: pass the next_page_token of a previous page."
+        ) from None
     if owner != fingerprint:
         raise InvalidArgument(
             "The page token belongs to a different search (filter, order or experiments changed); "

@@ -19,6 +19,7 @@ from modelyard.schemas import (
     Dataset,
     DatasetInput,
     Experiment,
+    LifecycleStage,
     Metric,
     MetricHistory,
     Param,
@@ -47,8 +48,50 @@ from modelyard.store.sql.tables import (
     tags,
 )
 
-_ADJECTIVES = "amber bold brave calm clever crisp eager fast gentle keen lucid merry nimble quiet rapid sharp sunny swift vivid wise".split()
-_NOUNS = "badger crane falcon fox heron ibis lynx marten otter owl panda raven robin seal sparrow stoat swan tiger wolf yak".split()
+_ADJECTIVES = [
+    "amber",
+    "bold",
+    "brave",
+    "calm",
+    "clever",
+    "crisp",
+    "eager",
+    "fast",
+    "gentle",
+    "keen",
+    "lucid",
+    "merry",
+    "nimble",
+    "quiet",
+    "rapid",
+    "sharp",
+    "sunny",
+    "swift",
+    "vivid",
+    "wise",
+]
+_NOUNS = [
+    "badger",
+    "crane",
+    "falcon",
+    "fox",
+    "heron",
+    "ibis",
+    "lynx",
+    "marten",
+    "otter",
+    "owl",
+    "panda",
+    "raven",
+    "robin",
+    "seal",
+    "sparrow",
+    "stoat",
+    "swan",
+    "tiger",
+    "wolf",
+    "yak",
+]
 
 
 def now_ms() -> int:
@@ -71,7 +114,9 @@ def _experiment_int_id(experiment_id: str | int) -> int:
     try:
         return int(experiment_id)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"Invalid experiment id {experiment_id!r}: experiment ids are integers such as '1'.") from None
+        raise InvalidArgument(
+            f"Invalid experiment id {experiment_id!r}: experiment ids are integers such as '1'."
+        ) from None
 
 
 class SqlTrackingStore(TrackingStore):
@@ -105,9 +150,15 @@ class SqlTrackingStore(TrackingStore):
         )
         self._select_experiment = select(experiments).where(experiments.c.experiment_id == bindparam("eid"))
         self._update_run = (
-            update(runs).where(runs.c.run_uuid == bindparam("rid"), runs.c.lifecycle_stage == "active").returning(*runs.c)
+            update(runs)
+            .where(runs.c.run_uuid == bindparam("rid"), runs.c.lifecycle_stage == "active")
+            .returning(*runs.c)
         )
-        self._insert_runs, self._insert_params, self._insert_metrics = runs.insert(), params.insert(), metrics.insert()
+        self._insert_runs, self._insert_params, self._insert_metrics = (
+            runs.insert(),
+            params.insert(),
+            metrics.insert(),
+        )
 
     def __repr__(self) -> str:
         return f"SqlTrackingStore({redact(self.uri)!r})"
@@ -164,7 +215,10 @@ class SqlTrackingStore(TrackingStore):
                 if tags:
                     conn.execute(
                         experiment_tags.insert(),
-                        [{"experiment_id": experiment_id, "key": k, "value": str(val)} for k, val in tags.items()],
+                        [
+                            {"experiment_id": experiment_id, "key": k, "value": str(val)}
+                            for k, val in tags.items()
+                        ],
                     )
         except IntegrityError:
             raise AlreadyExists(
@@ -207,13 +261,18 @@ class SqlTrackingStore(TrackingStore):
             rows = conn.execute(
                 select(experiments)
                 .where(experiments.c.name == name)
-                .order_by((experiments.c.lifecycle_stage == "active").desc(), experiments.c.experiment_id.desc())
+                .order_by(
+                    (experiments.c.lifecycle_stage == "active").desc(), experiments.c.experiment_id.desc()
+                )
                 .limit(1)
             ).all()
             return self._experiments(conn, rows)[0] if rows else None
 
     def search_experiments(
-        self, view_type: ViewType = ViewType.ACTIVE_ONLY, name_like: str | None = None, max_results: int = 1000
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        max_results: int = 1000,
     ) -> list[Experiment]:
         v.validate_max_results(max_results)
         query = select(experiments).where(experiments.c.lifecycle_stage.in_(ViewType(view_type).stages()))
@@ -228,7 +287,9 @@ class SqlTrackingStore(TrackingStore):
         try:
             with self._tx() as conn:
                 if self._experiment_row(conn, experiment_id).lifecycle_stage != "active":
-                    raise InvalidState(f"Experiment {experiment_id} is deleted; restore it before renaming it.")
+                    raise InvalidState(
+                        f"Experiment {experiment_id} is deleted; restore it before renaming it."
+                    )
                 conn.execute(
                     update(experiments)
                     .where(experiments.c.experiment_id == int(experiment_id))
@@ -245,7 +306,9 @@ class SqlTrackingStore(TrackingStore):
             in_experiment = runs.c.experiment_id == row.experiment_id
             # The deletion time identifies the runs deleted with the experiment, so it must differ from the
             # time of any run deleted on its own before.
-            last_run_deletion = conn.execute(select(func.max(runs.c.deleted_time)).where(in_experiment)).scalar()
+            last_run_deletion = conn.execute(
+                select(func.max(runs.c.deleted_time)).where(in_experiment)
+            ).scalar()
             now = max(now_ms(), (last_run_deletion or 0) + 1)
             conn.execute(
                 update(experiments)
@@ -281,7 +344,9 @@ class SqlTrackingStore(TrackingStore):
         with self._tx() as conn:
             row = self._experiment_row(conn, experiment_id)
             if row.lifecycle_stage != "deleted":
-                raise InvalidState(f"Experiment {experiment_id} ({row.name!r}) is active; delete it before purging it.")
+                raise InvalidState(
+                    f"Experiment {experiment_id} ({row.name!r}) is active; delete it before purging it."
+                )
             conn.execute(experiments.delete().where(experiments.c.experiment_id == row.experiment_id))
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
@@ -289,7 +354,9 @@ class SqlTrackingStore(TrackingStore):
         with self._tx() as conn:
             row = self._experiment_row(conn, experiment_id)
             stmt = self._upsert(experiment_tags).values(experiment_id=row.experiment_id, key=key, value=value)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": value}))
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": value})
+            )
 
     # runs ------------------------------------------------------------------------------------------------
     def create_run(
@@ -309,7 +376,9 @@ class SqlTrackingStore(TrackingStore):
         with self._tx() as conn:
             exp = self._experiment_row(conn, experiment_id)
             if exp.lifecycle_stage != "active":
-                raise InvalidState(f"Experiment {experiment_id} ({exp.name!r}) is deleted; restore it to add runs.")
+                raise InvalidState(
+                    f"Experiment {experiment_id} ({exp.name!r}) is deleted; restore it to add runs."
+                )
             if parent_run_id is not None:
                 self._active_run(conn, v.validate_run_id(parent_run_id))
             values = {
@@ -325,27 +394,32 @@ class SqlTrackingStore(TrackingStore):
             }
             conn.execute(self._insert_runs, values)
             if param_rows:  # a new run has no params yet: no immutability check needed
-                conn.execute(self._insert_params, [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_rows])
+                conn.execute(
+                    self._insert_params,
+                    [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_rows],
+                )
             self._write_batch(conn, run_id, (), (), tag_rows)
         return Run(
             info=self._info(values),
-            data=RunData(params={p.key: p.value for p in param_rows}, tags={t.key: t.value for t in tag_rows}),
+            data=RunData(
+                params={p.key: p.value for p in param_rows}, tags={t.key: t.value for t in tag_rows}
+            ),
         )
 
     @staticmethod
     def _info(r: Any) -> RunInfo:
-        get = r.get if isinstance(r, dict) else r._mapping.get
+        row: Any = r if isinstance(r, dict) else r._mapping
         return RunInfo(
-            run_id=get("run_uuid"),
-            experiment_id=str(get("experiment_id")),
-            run_name=get("name"),
-            status=get("status"),
-            start_time=get("start_time"),
-            end_time=get("end_time"),
-            artifact_uri=get("artifact_uri"),
-            lifecycle_stage=get("lifecycle_stage") or "active",
-            parent_run_id=get("parent_run_id"),
-            description=get("description"),
+            run_id=row["run_uuid"],
+            experiment_id=str(row["experiment_id"]),
+            run_name=row["name"],
+            status=row["status"],
+            start_time=row["start_time"],
+            end_time=row.get("end_time"),
+            artifact_uri=row["artifact_uri"],
+            lifecycle_stage=LifecycleStage(row.get("lifecycle_stage") or "active"),
+            parent_run_id=row.get("parent_run_id"),
+            description=row.get("description"),
         )
 
     def _run_row(self, conn: Connection, run_id: str) -> Row[Any]:
@@ -365,7 +439,9 @@ class SqlTrackingStore(TrackingStore):
         ids = [r.run_uuid for r in rows]
         if not ids:
             return []
-        data: dict[str, dict[str, dict[str, Any]]] = {i: {"metrics": {}, "params": {}, "tags": {}} for i in ids}
+        data: dict[str, dict[str, dict[str, Any]]] = {
+            i: {"metrics": {}, "params": {}, "tags": {}} for i in ids
+        }
         for rid, key, value in conn.execute(
             select(latest_metrics.c.run_uuid, latest_metrics.c.key, latest_metrics.c.value).where(
                 latest_metrics.c.run_uuid.in_(ids)
@@ -396,7 +472,9 @@ class SqlTrackingStore(TrackingStore):
                     ),
                 )
             )
-        return [Run(info=self._info(r), data=RunData(**data[r.run_uuid]), inputs=inputs[r.run_uuid]) for r in rows]
+        return [
+            Run(info=self._info(r), data=RunData(**data[r.run_uuid]), inputs=inputs[r.run_uuid]) for r in rows
+        ]
 
     def get_run(self, run_id: str) -> Run:
         with self._ro() as conn:
@@ -441,10 +519,14 @@ class SqlTrackingStore(TrackingStore):
             if stage == "active":
                 exp = self._experiment_row(conn, row.experiment_id)
                 if exp.lifecycle_stage != "active":
-                    raise InvalidState(f"Run {run_id} belongs to deleted experiment {exp.experiment_id}; restore that first.")
+                    raise InvalidState(
+                        f"Run {run_id} belongs to deleted experiment {exp.experiment_id}; restore that first."
+                    )
             deleted_time = now_ms() if stage == "deleted" else None
             conn.execute(
-                update(runs).where(runs.c.run_uuid == run_id).values(lifecycle_stage=stage, deleted_time=deleted_time)
+                update(runs)
+                .where(runs.c.run_uuid == run_id)
+                .values(lifecycle_stage=stage, deleted_time=deleted_time)
             )
 
     def delete_run(self, run_id: str) -> None:
@@ -502,7 +584,10 @@ class SqlTrackingStore(TrackingStore):
             self._write_params(conn, run_id, param_rows)
         if tag_rows:
             latest_tags = {t.key: t.value for t in tag_rows}
-            conn.execute(self._upsert_tags, [{"run_uuid": run_id, "key": k, "value": val} for k, val in latest_tags.items()])
+            conn.execute(
+                self._upsert_tags,
+                [{"run_uuid": run_id, "key": k, "value": val} for k, val in latest_tags.items()],
+            )
         if metric_rows:
             self._write_metrics(conn, run_id, metric_rows)
 
@@ -510,7 +595,9 @@ class SqlTrackingStore(TrackingStore):
         wanted: dict[str, str] = {}
         for p in param_rows:
             if wanted.setdefault(p.key, p.value) != p.value:
-                raise Conflict(f"Param {p.key!r} appears twice in one batch with values {wanted[p.key]!r} and {p.value!r}.")
+                raise Conflict(
+                    f"Param {p.key!r} appears twice in one batch with values {wanted[p.key]!r} and {p.value!r}."
+                )
         stored = dict(conn.execute(self._select_params, {"rid": run_id, "keys": list(wanted)}).all())
         for key, value in wanted.items():
             if key in stored and stored[key] != value:
@@ -526,7 +613,13 @@ class SqlTrackingStore(TrackingStore):
         conn.execute(
             self._insert_metrics,
             [
-                {"run_uuid": run_id, "key": m.key, "step": m.step, "timestamp": m.timestamp, "value": _float_in(m.value)}
+                {
+                    "run_uuid": run_id,
+                    "key": m.key,
+                    "step": m.step,
+                    "timestamp": m.timestamp,
+                    "value": _float_in(m.value),
+                }
                 for m in metric_rows
             ],
         )
@@ -538,7 +631,13 @@ class SqlTrackingStore(TrackingStore):
         conn.execute(
             self._upsert_latest,
             [
-                {"run_uuid": run_id, "key": k, "step": m.step, "timestamp": m.timestamp, "value": _float_in(m.value)}
+                {
+                    "run_uuid": run_id,
+                    "key": k,
+                    "step": m.step,
+                    "timestamp": m.timestamp,
+                    "value": _float_in(m.value),
+                }
                 for k, m in newest.items()
             ],
         )
@@ -567,9 +666,7 @@ class SqlTrackingStore(TrackingStore):
                     )
                     .on_conflict_do_nothing()
                 )
-                dataset_id = conn.execute(
-                    select(datasets.c.dataset_id).filter_by(**identity)
-                ).scalar_one()
+                dataset_id = conn.execute(select(datasets.c.dataset_id).filter_by(**identity)).scalar_one()
                 conn.execute(
                     self._upsert(run_inputs)
                     .values(run_uuid=run_id, dataset_id=dataset_id, context=item.context or "")
@@ -618,13 +715,17 @@ class SqlTrackingStore(TrackingStore):
             token = None
             if more:
                 last = page[-1]._mapping
-                token = search.encode_page_token([last[f"sk{i}"] for i in range(len(last) - len(runs.c))], fingerprint)
+                token = search.encode_page_token(
+                    [last[f"sk{i}"] for i in range(len(last) - len(runs.c))], fingerprint
+                )
             return SearchRunsPage(runs=self._load_runs(conn, page), next_page_token=token)
 
     def count_runs(self, experiment_ids: Sequence[str]) -> int:
         with self._ro() as conn:
             ids = [_experiment_int_id(e) for e in _as_list(experiment_ids)]
-            return conn.execute(select(func.count()).select_from(runs).where(runs.c.experiment_id.in_(ids))).scalar_one()
+            return conn.execute(
+                select(func.count()).select_from(runs).where(runs.c.experiment_id.in_(ids))
+            ).scalar_one()
 
 
 def _as_list(items: Iterable[str] | str) -> list[str]:

@@ -43,7 +43,12 @@ experiments = Table(
 experiment_tags = Table(
     "experiment_tags",
     metadata,
-    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
 )
@@ -52,7 +57,9 @@ runs = Table(
     "runs",
     metadata,
     Column("run_uuid", String(32), primary_key=True),
-    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False
+    ),
     Column("name", String(250), nullable=False),
     Column("status", String(9), nullable=False),
     Column("start_time", BigInteger, nullable=False),
@@ -109,7 +116,9 @@ datasets = Table(
     "datasets",
     metadata,
     Column("dataset_id", Integer, primary_key=True, autoincrement=True),
-    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False
+    ),
     Column("name", String(500), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("source_type", String(36)),

@@ -1,0 +1,96 @@
+"""The `modelyard` command: a click group of subcommands, each a thin layer over the SDK's `Client`.
+
+Errors Modelyard raises on purpose (`ModelyardError`) and bad option values print `Error: <message>` on
+stderr and exit with status 1, without a traceback; anything unexpected keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import click
+
+from modelyard import __version__
+from modelyard.cli.artifacts import artifacts
+from modelyard.cli.common import State, err, pass_state
+from modelyard.cli.db import db
+from modelyard.cli.experiments import experiments
+from modelyard.cli.gc import gc
+from modelyard.cli.runs import runs
+from modelyard.errors import ModelyardError
+
+
+def fail(ctx: click.Context, message: str, hint: str | None = None) -> NoReturn:
+    """Print `Error: message` in red on stderr (and a dim hint), then exit with status 1."""
+    from rich.text import Text
+
+    console = err()
+    console.print(Text("Error: ", style="bold red") + Text(message, style="red"))
+    if hint:
+        console.print(Text(hint, style="dim"))
+    ctx.exit(1)
+
+
+class ModelyardGroup(click.Group):
+    """The root group: turns expected errors into one red line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelyardError as exc:
+            fail(ctx, exc.message)
+        except click.BadParameter as exc:
+            path = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            fail(ctx, exc.format_message(), hint=f"See: {path} --help")
+
+
+@click.group(cls=ModelyardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="modelyard", message="%(prog)s %(version)s")
+@click.option(
+    "--tracking-uri",
+    envvar="MODELYARD_TRACKING_URI",
+    metavar="URI",
+    help="Tracking store: sqlite:///path, postgresql+psycopg://..., or http(s)://server "
+    "[env: MODELYARD_TRACKING_URI; default: the local store in MODELYARD_HOME (~/.modelyard)].",
+)
+@click.pass_context
+def cli(ctx: click.Context, tracking_uri: str | None) -> None:
+    """Modelyard: track experiments, compare runs and keep their artifacts.
+
+    Start with the quickstart, which trains a few small models and tracks every run:
+
+    \b
+      modelyard quickstart
+      modelyard runs list --experiment quickstart
+      modelyard runs search --filter "metrics.accuracy > 0.9" --order-by "metrics.accuracy DESC"
+
+    Every command has --help with an example.
+    """
+    state = ctx.ensure_object(State)
+    state.tracking_uri = tracking_uri or None
+    ctx.call_on_close(state.close)
+
+
+@cli.command("quickstart")
+@click.option("--experiment", "-e", default="quickstart", show_default=True, help="Experiment to put the runs in.")
+@click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix figures (a little faster).")
+@pass_state
+def quickstart(state: State, experiment: str, no_plot: bool) -> None:
+    """Train a small classifier four ways and track every run (takes a few seconds).
+
+    Uses scikit-learn's bundled digits dataset (no download). Each run logs its parameters, the train and
+    validation datasets, per-epoch train_loss and val_accuracy, final accuracy and f1, a confusion-matrix
+    figure and the model; then the runs are compared by accuracy.
+
+    \b
+    Example:
+      modelyard quickstart
+      modelyard quickstart --experiment my-first-experiment --no-plot
+    """
+    from modelyard.cli import quickstart as qs
+
+    qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri)
+
+
+for command in (experiments, runs, artifacts, db, gc):
+    cli.add_command(command)
