@@ -2,13 +2,12 @@
 
     python bench/tracking.py [--quick] [--skip-100k] [--markdown docs/benchmarks.md] [--json out.json]
 
-Run it with an interpreter that has both installed (`.venv-bench`, see bench/README.md). Each library runs in a
-fresh subprocess of its own against its own fresh embedded store in one temp folder (Modelyard:
-`sqlite:///<tmp>/my.db`, MODELYARD_HOME=<tmp>/my; MLflow: `sqlite:///<tmp>/mlflow.db`, artifacts under <tmp>),
-so neither sees the other's imports, threads or garbage. Both generate their data from the same seeds. Store
-set-up (schema creation, migrations) happens before any timing, and each workload starts only once the machine
-is idle (a peer may keep busy after start-up: DESIGN.md, "Known pitfalls"). Without MLflow installed, only
-Modelyard is measured.
+Run it with an interpreter that has both installed (`.venv-bench`, see bench/README.md); without MLflow only
+Modelyard is measured. Each library runs in a fresh subprocess of its own against its own fresh embedded store in
+one temp folder (Modelyard: `sqlite:///<tmp>/my.db` with MODELYARD_HOME=<tmp>/my; MLflow: `sqlite:///<tmp>/mlflow.db`,
+artifacts under <tmp>), so neither sees the other's imports, threads or garbage. Both generate their data from
+the same seeds. Store set-up (schema creation, migrations) is never timed, and each workload waits for the machine
+to be idle first (a peer may stay busy after start-up: DESIGN.md, "Known pitfalls").
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import os
 import platform
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,18 +30,19 @@ from pathlib import Path
 from typing import Any
 
 SEED = 20240601
-BASE_TS = 1_700_000_000_000  # fixed timestamps (ms), identical on both sides
+BASE_TS = 1_700_000_000_000  # fixed metric timestamps (ms), identical on both sides
 FILTER = "metrics.acc > 0.5 and params.lr = '0.01'"
 ORDER = "metrics.acc DESC"
-LOG_METRIC_BUDGET_S = 60  # a side that would need longer for the single-call workload is measured on a tenth
-SEED_100K_BUDGET_S = 180  # MLflow joins the 100,000-run search only if seeding it is projected to take less
-FULL = {"log_metric": 10_000, "batch_total": 10_000, "batch": 1_000, "runs": 5_000, "big_runs": 100_000,
-        "history": 100_000, "search_reps": 20, "history_reps": 5}  # fmt: skip
-QUICK = {"log_metric": 1_000, "batch_total": 1_000, "batch": 100, "runs": 500, "big_runs": 10_000,
-         "history": 10_000, "search_reps": 20, "history_reps": 5}  # fmt: skip
+# Sizes; a side whose single-call workload would take over `log_metric_budget_s` is measured on a tenth of it,
+# and MLflow joins the big search only if seeding it is projected to take under `seed_budget_s`.
+FULL = dict(log_metric=10_000, batch_total=10_000, batch=1_000, runs=5_000, big_runs=100_000, history=100_000,
+            search_reps=20, history_reps=5, log_metric_budget_s=60, seed_budget_s=180)  # fmt: skip
+QUICK = dict(log_metric=1_000, batch_total=1_000, batch=100, runs=500, big_runs=10_000, history=10_000,
+             search_reps=20, history_reps=5, log_metric_budget_s=60, seed_budget_s=18)  # fmt: skip
+Points = list[tuple[str, float, int, int]]  # key, value, timestamp, step
 
 
-# the two sides: one small adapter each ---------------------------------------------------------------------
+# the two sides: one small adapter each -------------------------------------------------------------------------
 class ModelyardSide:
     def __init__(self, tmp: Path) -> None:
         os.environ["MODELYARD_HOME"] = str(tmp / "my")
@@ -59,18 +60,17 @@ class ModelyardSide:
         self.client.log_metric(run_id, key, value, step=step)
 
     def flush(self) -> None:
-        self.client.flush()
+        self.client.flush()  # log_metric is buffered: this waits until every point is stored
 
-    def metrics(self, points: list[tuple[str, float, int, int]]) -> list[Any]:
-        return [self.Metric(key=k, value=v, timestamp=t, step=s) for k, v, t, s in points]
+    def log_metrics(self, run_id: str, points: Points) -> None:
+        self.client.log_batch(
+            run_id, metrics=[self.Metric(key=k, value=v, timestamp=t, step=s) for k, v, t, s in points]
+        )
 
-    def log_metrics(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
-        self.client.log_batch(run_id, metrics=self.metrics(points))
-
-    def add_run(self, exp: str, params: dict, tags: dict, points: list, terminate: bool = True) -> None:
+    def add_run(self, exp: str, params: dict, tags: dict, points: Points, end: bool) -> None:
         run_id = self.client.create_run(exp, params=params, tags=tags).run_id
-        self.client.log_batch(run_id, metrics=self.metrics(points))
-        if terminate:
+        self.log_metrics(run_id, points)
+        if end:
             self.client.set_terminated(run_id)
 
     def search(self, exp: str) -> list[float]:
@@ -83,9 +83,7 @@ class ModelyardSide:
 
 class MlflowSide:
     def __init__(self, tmp: Path) -> None:
-        os.environ["MLFLOW_DISABLE_TELEMETRY"] = (
-            "true"  # no internet here: don't let it retry in the background
-        )
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # no internet here: no background retries
         os.chdir(tmp)  # MLflow's default artifact root (./mlruns) lands in the temp folder too
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
@@ -105,18 +103,16 @@ class MlflowSide:
     def flush(self) -> None:
         pass  # MlflowClient.log_metric is synchronous
 
-    def metrics(self, points: list[tuple[str, float, int, int]]) -> list[Any]:
-        return [self.Metric(k, v, t, s) for k, v, t, s in points]
-
-    def log_metrics(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
-        self.client.log_batch(run_id, metrics=self.metrics(points))
-
-    def add_run(self, exp: str, params: dict, tags: dict, points: list, terminate: bool = True) -> None:
-        run_id = self.client.create_run(exp, tags=tags).info.run_id
+    def log_metrics(self, run_id: str, points: Points, params: dict | None = None) -> None:
+        param_list = [self.Param(k, v) for k, v in (params or {}).items()]
         self.client.log_batch(
-            run_id, metrics=self.metrics(points), params=[self.Param(k, v) for k, v in params.items()]
+            run_id, metrics=[self.Metric(k, v, t, s) for k, v, t, s in points], params=param_list
         )
-        if terminate:
+
+    def add_run(self, exp: str, params: dict, tags: dict, points: Points, end: bool) -> None:
+        run_id = self.client.create_run(exp, tags=tags).info.run_id
+        self.log_metrics(run_id, points, params)
+        if end:
             self.client.set_terminated(run_id)
 
     def search(self, exp: str) -> list[float]:
@@ -130,41 +126,46 @@ class MlflowSide:
 SIDES = {"modelyard": ModelyardSide, "mlflow": MlflowSide}
 
 
-# workloads -------------------------------------------------------------------------------------------------
-def run_data(n: int, seed: int = SEED):
-    """n realistic runs: (params, tags, metric points), the same sequence for both sides."""
-    rng = random.Random(seed)
+# workloads -----------------------------------------------------------------------------------------------------
+def run_data(n: int):
+    """n realistic runs as (params, tags, metric points): the same sequence on both sides."""
+    rng = random.Random(SEED)
     for i in range(n):
-        params = {"lr": rng.choice(["0.1", "0.01", "0.001"]), "batch_size": rng.choice(["32", "64", "128", "256"]),
-                  "optimizer": rng.choice(["adam", "sgd", "adamw"]), "epochs": rng.choice(["10", "20", "50"]),
-                  "dropout": f"{rng.uniform(0, 0.5):.2f}"}  # fmt: skip
+        params = {
+            "lr": rng.choice(["0.1", "0.01", "0.001"]),
+            "batch_size": rng.choice(["32", "64", "128", "256"]),
+            "optimizer": rng.choice(["adam", "sgd", "adamw"]),
+            "epochs": rng.choice(["10", "20", "50"]),
+            "dropout": f"{rng.uniform(0, 0.5):.2f}",
+        }
         tags = {"team": rng.choice(["vision", "nlp", "tabular"]), "model": rng.choice(["cnn", "mlp", "gbm"])}
-        metrics = [("acc", rng.random(), BASE_TS + i, 0), ("loss", rng.uniform(0, 3), BASE_TS + i, 0)]
-        metrics += [(k, rng.random(), BASE_TS + i, 0) for k in ("f1", "precision", "recall")]
-        yield params, tags, metrics
+        values = [("acc", rng.random()), ("loss", rng.uniform(0, 3))] + [
+            (k, rng.random()) for k in ("f1", "prec", "rec")
+        ]
+        yield params, tags, [(k, v, BASE_TS + i, 0) for k, v in values]
 
 
-def wait_idle(max_wait_s: float = 30.0) -> bool:
-    """Wait until the whole machine is below 20% CPU over half a second; False if it never got there."""
+def wait_idle(max_wait_s: float = 60.0) -> bool:
+    """Wait until the machine's CPUs are under 20% busy over half a second; False if that never happened."""
 
-    def busy_idle() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields) - fields[3] - fields[4], fields[3] + fields[4]
+    def busy_total() -> tuple[int, int]:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # not idle/iowait, all
 
     if not Path("/proc/stat").exists():
         return True
     deadline = time.monotonic() + max_wait_s
     while time.monotonic() < deadline:
-        b0, i0 = busy_idle()
+        b0, t0 = busy_total()
         time.sleep(0.5)
-        b1, i1 = busy_idle()
-        if (b1 - b0) <= 0.2 * max(1, (b1 - b0) + (i1 - i0)):
+        b1, t1 = busy_total()
+        if b1 - b0 <= 0.2 * max(1, t1 - t0):
             return True
     return False
 
 
-def passes(once, n: int) -> dict:
-    """Rate (n / seconds) of one pass; median of 3 passes when a pass takes under 2 s."""
+def rate(once, n: int) -> dict:
+    """n / seconds of one pass; the median of 3 passes when a pass takes under 2 s."""
     seconds = [once()]
     while seconds[0] < 2 and len(seconds) < 3:
         seconds.append(once())
@@ -172,6 +173,7 @@ def passes(once, n: int) -> dict:
 
 
 def latency(call, reps: int, warmups: int) -> dict:
+    """Median milliseconds of `reps` calls after `warmups` untimed ones."""
     for _ in range(warmups):
         call()
     samples = []
@@ -182,7 +184,7 @@ def latency(call, reps: int, warmups: int) -> dict:
     return {"value": statistics.median(samples), "samples_ms": samples}
 
 
-def bench_log_metric(side, exp: str, n: int) -> dict:
+def bench_log_metric(side, exp: str, n: int, budget_s: float) -> dict:
     rng = random.Random(SEED + 1)
     values = [rng.random() for _ in range(n)]
 
@@ -196,10 +198,10 @@ def bench_log_metric(side, exp: str, n: int) -> dict:
 
     probe = max(1, n // 10)
     probe_s = once(probe)
-    if probe_s * n / probe > LOG_METRIC_BUDGET_S:
-        return {"n": probe, "value": probe / probe_s, "seconds": [probe_s],
-                "note": f"measured on {probe:,} points ({n:,} would take ~{probe_s * n / probe:.0f} s)"}  # fmt: skip
-    return passes(lambda: once(n), n)
+    if probe_s * n / probe > budget_s:
+        note = f"measured on {probe:,} points ({n:,} would take ~{probe_s * n / probe:.0f} s)"
+        return {"n": probe, "value": probe / probe_s, "seconds": [probe_s], "note": note}
+    return rate(lambda: once(n), n)
 
 
 def bench_log_batch(side, exp: str, total: int, size: int) -> dict:
@@ -213,21 +215,20 @@ def bench_log_batch(side, exp: str, total: int, size: int) -> dict:
             side.log_metrics(run_id, points[start : start + size])
         return time.perf_counter() - t
 
-    return passes(once, total)
+    return rate(once, total)
 
 
-def bench_runs(side, exp: str, n: int, terminate: bool = True) -> dict:
+def bench_runs(side, exp: str, n: int, end: bool = True) -> dict:
     data = list(run_data(n))
     t = time.perf_counter()
     for params, tags, points in data:
-        side.add_run(exp, params, tags, points, terminate)
+        side.add_run(exp, params, tags, points, end)
     seconds = time.perf_counter() - t
     return {"n": n, "value": n / seconds, "seconds": [seconds]}
 
 
 def bench_search(side, exp: str, reps: int) -> dict:
-    result = latency(lambda: side.search(exp), reps, warmups=2)
-    return {**result, "acc": side.search(exp)}
+    return {**latency(lambda: side.search(exp), reps, warmups=2), "acc": side.search(exp)}
 
 
 def bench_history(side, exp: str, n: int, reps: int) -> dict:
@@ -237,7 +238,7 @@ def bench_history(side, exp: str, n: int, reps: int) -> dict:
             run_id, [("loss", rng.random(), BASE_TS + i, i) for i in range(start, min(n, start + 1_000))]
         )
     got = side.history(run_id, "loss")
-    assert got == n, f"expected {n} points in the history, got {got}"
+    assert got == n, f"expected {n:,} points in the history, got {got:,}"
     return {"n": n, **latency(lambda: side.history(run_id, "loss"), reps, warmups=0)}
 
 
@@ -252,42 +253,58 @@ def worker(name: str, tmp: Path, sizes: dict, skip_100k: bool, out: Path) -> Non
             results["busy"].append(key)
         results[key] = thunk()
 
-    n, reps = sizes["runs"], sizes["search_reps"]
-    step("log_metric", f"{sizes['log_metric']:,} x log_metric",
-         lambda: bench_log_metric(side, side.experiment("log_metric"), sizes["log_metric"]))  # fmt: skip
-    step("log_batch", f"{sizes['batch_total']:,} points by log_batch",
-         lambda: bench_log_batch(side, side.experiment("log_batch"), sizes["batch_total"], sizes["batch"]))  # fmt: skip
+    n, reps, big = sizes["runs"], sizes["search_reps"], sizes["big_runs"]
+    step("log_metric", f"{sizes['log_metric']:,} x log_metric", lambda: bench_log_metric(
+        side, side.experiment("log_metric"), sizes["log_metric"], sizes["log_metric_budget_s"]))  # fmt: skip
+    step("log_batch", f"{sizes['batch_total']:,} points by log_batch", lambda: bench_log_batch(
+        side, side.experiment("log_batch"), sizes["batch_total"], sizes["batch"]))  # fmt: skip
     exp = side.experiment("runs")
     step("create_runs", f"create {n:,} runs", lambda: bench_runs(side, exp, n))
     step("search", f"search {n:,} runs", lambda: bench_search(side, exp, reps))
-    step("history", f"metric history of {sizes['history']:,} points",
-         lambda: bench_history(side, side.experiment("history"), sizes["history"], sizes["history_reps"]))  # fmt: skip
-    projected = sizes["big_runs"] / results["create_runs"]["value"]
+    step("history", f"metric history of {sizes['history']:,} points", lambda: bench_history(
+        side, side.experiment("history"), sizes["history"], sizes["history_reps"]))  # fmt: skip
+    projected_s = big / results["create_runs"]["value"]
     if skip_100k:
-        results["search_100k"] = {"note": "skipped (--skip-100k)"}
-    elif name != "modelyard" and projected > SEED_100K_BUDGET_S:
-        results["search_100k"] = {"note": f"n/a (too slow to seed: ~{projected / 60:.0f} min)"}
+        results["search_big"] = {"note": "skipped (--skip-100k)"}
+    elif name != "modelyard" and projected_s > sizes["seed_budget_s"]:
+        results["search_big"] = {"note": f"n/a (too slow to seed: ~{projected_s / 60:.0f} min)"}
     else:
-        big = side.experiment("search_100k")
-        print(f"  [{name}] seed {sizes['big_runs']:,} runs (create_run + log_batch) ...", flush=True)
-        seeded = bench_runs(side, big, sizes["big_runs"], terminate=False)
-        step("search_100k", f"search {sizes['big_runs']:,} runs", lambda: bench_search(side, big, reps))
-        results["search_100k"]["seed_runs_per_s"] = seeded["value"]
+        exp = side.experiment("search_big")
+        print(f"  [{name}] seed {big:,} runs (create_run + log_batch; untimed) ...", flush=True)
+        seeded = bench_runs(side, exp, big, end=False)
+        step("search_big", f"search {big:,} runs", lambda: bench_search(side, exp, reps))
+        results["search_big"]["seed_runs_per_s"] = seeded["value"]
     out.write_text(json.dumps(results))
 
 
-# the parent: import times, both workers, the table ----------------------------------------------------------
+# the parent: import times, both workers, the table -------------------------------------------------------------
+IMPORTS = {
+    "modelyard": {"import": "import modelyard", "import_client": "from modelyard import Client"},
+    "mlflow": {"import": "import mlflow", "import_client": "from mlflow import MlflowClient"},
+}
+# key, label, unit, higher is better, Modelyard's target
+ROWS = [
+    ("import", "`import` (fresh process, best of 3)", "s", False, 0.2),
+    ("import_client", "import the client class (fresh process, best of 3)", "s", False, None),
+    ("log_metric", "{log_metric:,} × `log_metric` into 1 run, then flush", "/s", True, 50_000),
+    ("log_batch", "{batch_total:,} points by `log_batch` of {batch:,}", "/s", True, 100_000),
+    ("create_runs", "create {runs:,} runs (5 params, 5 metrics, 2 tags, end)", "/s", True, 2_000),
+    ("search", "search {runs:,} runs: filter, order by, top 100", "ms", False, 20),
+    ("search_big", "the same search over {big_runs:,} runs", "ms", False, 100),
+    ("history", "`get_metric_history` of {history:,} points", "ms", False, 100),
+]
+HEADER = ["Workload", "Modelyard", "MLflow", "Modelyard faster by", "Target", "Result", "Note"]
+
+
 def import_time(statement: str, cwd: Path) -> float:
     """Best of 3 fresh interpreters: seconds spent in `statement` alone."""
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    runs = [subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
-            for _ in range(3)]  # fmt: skip
-    return min(float(r.stdout.strip().splitlines()[-1]) for r in runs)
-
-
-IMPORTS = {"modelyard": ("import modelyard", "from modelyard import Client"),
-           "mlflow": ("import mlflow", "from mlflow import MlflowClient")}  # fmt: skip
+    run = [sys.executable, "-c", code]
+    return min(
+        float(subprocess.run(run, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout)
+        for _ in range(3)
+    )
 
 
 def version(package: str) -> str | None:
@@ -298,9 +315,6 @@ def version(package: str) -> str | None:
 
 
 def machine() -> str:
-    """CPU model, cores, RAM, and the versions that matter."""
-    import sqlite3
-
     def proc(path: str, field: str) -> str:
         lines = Path(path).read_text().splitlines() if Path(path).exists() else []
         return next((x.split(":", 1)[1].strip() for x in lines if x.startswith(field)), "?")
@@ -314,19 +328,6 @@ def machine() -> str:
     )
 
 
-# key, label, unit, higher is better, Modelyard's target
-ROWS = [
-    ("import", "`import` (fresh process, best of 3)", "s", False, 0.2),
-    ("import_client", "import the client class (fresh process, best of 3)", "s", False, None),
-    ("log_metric", "{log_metric:,} x `log_metric`, 1 run, then flush", "/s", True, 50_000),
-    ("log_batch", "{batch_total:,} points by `log_batch` of {batch:,}", "/s", True, 100_000),
-    ("create_runs", "create {runs:,} runs (5 params, 5 metrics, 2 tags, end)", "/s", True, 2_000),
-    ("search", "search {runs:,} runs: filter, order by, top 100", "ms", False, 20),
-    ("search_100k", "the same search over {big_runs:,} runs", "ms", False, 100),
-    ("history", "`get_metric_history`, {history:,} points", "ms", False, 100),
-]
-
-
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -334,77 +335,61 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def table_rows(results: dict, sizes: dict) -> list[dict]:
-    has_mlflow = "mlflow" in results
-    rows = []
+    has_mlflow, rows = "mlflow" in results, []
     for key, label, unit, higher, target in ROWS:
         my, ml = results["modelyard"].get(key, {}), results.get("mlflow", {}).get(key, {})
         a, b = my.get("value"), ml.get("value")
         ratio = (a / b if higher else b / a) if a and b else None
         passed = None if target is None or a is None else (a >= target if higher else a <= target)
-        notes = [f"MLflow {ml['note']}" if has_mlflow and ml.get("note") else my.get("note", "")]
-        if "seed_runs_per_s" in my:
-            notes.append(f"Modelyard seeded {my['seed_runs_per_s']:,.0f} runs/s")
-        notes += [
-            f"{side}: machine busy at start" for side in results if key in results[side].get("busy", [])
-        ]
+        same = my.get("note") == ml.get("note")
+        notes = [my.get("note", "") if same else f"Modelyard {my['note']}" if my.get("note") else ""]
+        notes += ["" if same or not ml.get("note") else f"MLflow {ml['note']}"]
+        notes += [f"Modelyard seeded {my['seed_runs_per_s']:,.0f} runs/s" if "seed_runs_per_s" in my else ""]
+        notes += [f"machine busy before {side}'s turn" for side in results if key in results[side]["busy"]]
         cells = [
             label.format(**sizes),
             fmt(a, unit),
             fmt(b, unit) if has_mlflow else "not installed",
-            f"{ratio:,.1f}x" if ratio else "",
+            f"{ratio:,.1f}×" if ratio else "",
             "" if target is None else f"{'≥' if higher else '≤'} {fmt(target, unit)}",
             {True: "PASS", False: "MISS", None: ""}[passed],
             "; ".join(n for n in notes if n),
         ]
-        rows.append(
-            {
-                "key": key,
-                "unit": unit,
-                "modelyard": a,
-                "mlflow": b,
-                "ratio": ratio,
-                "pass": passed,
-                "cells": cells,
-            }
-        )
+        rows.append({"key": key, "unit": unit, "modelyard": a, "mlflow": b, "ratio": ratio, "target": target,
+                     "passed": passed, "cells": cells})  # fmt: skip
     return rows
 
 
-HEADER = ["Workload", "Modelyard", "MLflow", "Modelyard faster by", "Target (Modelyard)", "Result", "Note"]
-
-
-def check_search(results: dict) -> list[str]:
-    """The two sides searched the same data: same number of hits, same acc values in the same order."""
-    if "mlflow" not in results:
-        return []
+def check_search(results: dict) -> str | None:
+    """A warning unless both sides found the same runs: same count, same acc values in the same order."""
     a, b = results["modelyard"]["search"]["acc"], results["mlflow"]["search"]["acc"]
-    if len(a) != len(b) or any(abs(x - y) > 1e-12 for x, y in zip(a, b, strict=False)):
-        return [
-            f"search results differ: Modelyard {len(a)} runs, MLflow {len(b)} runs (acc {a[:3]} vs {b[:3]})"
-        ]
-    return []
+    if len(a) == len(b) and all(abs(x - y) <= 1e-12 for x, y in zip(a, b, strict=True)):
+        return None
+    return f"the two searches differ: Modelyard found {len(a)} runs, MLflow {len(b)} (top acc {a[:3]} vs {b[:3]})"
 
 
 def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
+    s = info["sizes"]
     lines = [
         "# Tracking benchmarks: Modelyard vs MLflow",
         "",
-        f"Generated by `{info['command']}` on {info['date']} (the full run took {info['elapsed_s'] / 60:.1f} min).",
+        f"Generated by `{info['command']}` on {info['date']}; the whole run took {info['elapsed_s'] / 60:.1f} min.",
         "",
         f"Machine: {info['machine']}.",
         "",
         "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
+        "|---|" + "---:|" * 3 + "---|---|---|",
         *["| " + " | ".join(c.replace("|", "\\|") for c in r["cells"]) + " |" for r in rows],
         "",
-        "How it is measured (see `bench/tracking.py`): each library runs in a fresh subprocess of its own against its",
-        "own fresh embedded SQLite store (MLflow: its default local `sqlite:///` tracking store, `MlflowClient`; telemetry",
-        "off, since this machine has no internet). Both get the same data from the same seeds; store set-up is not timed",
-        "and each workload starts once the machine is idle. Throughputs include building the metric objects. Rates are",
-        "one pass, or the median of 3 passes when a pass takes under 2 s; search takes the median of",
-        f"{info['sizes']['search_reps']} calls after 2 warm-ups, history the median of {info['sizes']['history_reps']}.",
-        f"Ratios are MLflow's time over Modelyard's. Search sanity check: {info['search_check']}.",
-        *([""] + [f"Warning: {w}" for w in info["warnings"]] if info["warnings"] else []),
+        "How it is measured ([`bench/tracking.py`](../bench/tracking.py)): each library runs in a fresh subprocess of",
+        "its own, against its own fresh embedded SQLite store (MLflow: `MlflowClient` on its local `sqlite:///` store,",
+        "telemetry off since this machine has no internet). Both log the same data from the same seeds; store set-up is",
+        "not timed, and each workload waits until the machine is idle. Throughputs include building the metric objects",
+        "and are one pass, or the median of 3 passes when a pass takes under 2 s. Search: median of",
+        f"{s['search_reps']} calls after 2 warm-ups; metric history: median of {s['history_reps']} calls. "
+        "“Faster by” is MLflow's time over Modelyard's.",
+        f"Search sanity check: {info['search_check']}.",
+        *[f"\n**Warning:** {w}" for w in info["warnings"]],
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -429,43 +414,52 @@ def main() -> None:
     from rich.table import Table
 
     console, started = Console(), time.perf_counter()
-    info: dict[str, Any] = {"machine": machine(), "sizes": sizes, "warnings": [],
-                            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                            "command": " ".join(["python", "bench/tracking.py", *sys.argv[1:]])}  # fmt: skip
+    if not console.is_terminal:
+        console.width = 200  # a log file should keep the table's rows on one line each
+    info: dict[str, Any] = {
+        "command": " ".join(["python", "bench/tracking.py", *sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "sizes": sizes,
+        "warnings": [],
+    }
     console.print(f"[bold]Machine:[/] {info['machine']}")
     sides = ["modelyard"] + (["mlflow"] if version("mlflow") else [])
     if len(sides) == 1:
-        info["warnings"].append("MLflow is not installed in this interpreter: measuring Modelyard only")
+        info["warnings"].append("MLflow is not installed in this interpreter: only Modelyard was measured.")
         console.print(f"[yellow]{info['warnings'][-1]}[/]")
     results: dict[str, dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
     try:
         for name in sides:
             console.print(f"  [{name}] import times ...")
-            wait_idle()
-            results[name] = {
-                key: {"value": import_time(stmt, tmp)}
-                for key, stmt in zip(("import", "import_client"), IMPORTS[name], strict=True)
+            busy = [] if wait_idle() else list(IMPORTS[name])
+            results[name] = {"busy": busy} | {
+                key: {"value": import_time(stmt, tmp)} for key, stmt in IMPORTS[name].items()
             }
         for name in sides:
             out = tmp / f"{name}.json"
             command = [sys.executable, __file__, "--worker", name, "--tmp", str(tmp), "--out", str(out)]
             subprocess.run(command + ["--quick"] * args.quick + ["--skip-100k"] * args.skip_100k, check=True)
-            results[name].update(json.loads(out.read_text()))
+            measured = json.loads(out.read_text())
+            results[name] |= {**measured, "busy": results[name]["busy"] + measured["busy"]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     info["elapsed_s"] = time.perf_counter() - started
-    info["warnings"] += check_search(results)
-    info["search_check"] = "not run (MLflow missing)" if len(sides) == 1 else (
-        "the result sets DIFFER" if info["warnings"] else "both sides returned the same runs (count and acc values, in order)")  # fmt: skip
+    mismatch = check_search(results) if len(sides) == 2 else None
+    info["warnings"] += [mismatch] if mismatch else []
+    info["search_check"] = (
+        "not run (no MLflow)" if len(sides) == 1 else "FAILED, see the warning" if mismatch
+        else "both sides returned the same runs (same count, same acc values in the same order)"
+    )  # fmt: skip
     rows = table_rows(results, sizes)
 
     table = Table(title=f"Tracking: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)")
-    for column in HEADER:
-        table.add_column(column, justify="right" if column in HEADER[1:4] else "left")
+    for i, column in enumerate(HEADER):
+        table.add_column(column, justify="right" if 1 <= i <= 3 else "left")
     for row in rows:
-        style = {True: "green", False: "red", None: ""}[row["pass"]]
-        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]" if style else "", row["cells"][6])
+        style = {True: "green", False: "bold red", None: "default"}[row["passed"]]
+        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]", row["cells"][6])
     console.print(table)
     for warning in info["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -24,6 +24,7 @@ from modelyard.artifacts.local import LocalArtifactStore
 from modelyard.artifacts.progress import TransferProgress
 from modelyard.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from modelyard.schemas.artifacts import FileInfo
+from tests.s3_server import S3Server
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -131,7 +132,10 @@ def test_download_file(tree: ArtifactStore, tmp_path: Path) -> None:
 def test_download_folder_and_root(tree: ArtifactStore, tmp_path: Path) -> None:
     folder = tree.download("a", tmp_path / "one")
     assert folder == tmp_path / "one" / "a"
-    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == ["b/c.txt", "d.txt"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "b/c.txt",
+        "d.txt",
+    ]
     root = tree.download("", tmp_path / "all")
     assert root == tmp_path / "all"
     assert (root / "top.txt").read_bytes() == b"top"
@@ -193,7 +197,9 @@ def test_overwrite_replaces_content(store: ArtifactStore, tmp_path: Path) -> Non
     assert (tmp_path / "f.txt").read_bytes() == b"second"
 
 
-@pytest.mark.parametrize("name", ["données/mon fichier ü.txt", "with space.txt", "emoji 🚀 ok/日本語.bin", "50%25 off+plus.txt"])
+@pytest.mark.parametrize(
+    "name", ["données/mon fichier ü.txt", "with space.txt", "emoji 🚀 ok/日本語.bin", "50%25 off+plus.txt"]
+)
 def test_unicode_and_space_names(store: ArtifactStore, tmp_path: Path, name: str) -> None:
     store.put_bytes(b"content", name)
     assert store.exists(name)
@@ -215,7 +221,26 @@ def test_missing_file_is_not_found(store: ArtifactStore, tmp_path: Path) -> None
     assert not (tmp_path / "nope.txt").exists()
 
 
-BAD_PATHS = ["../x", "/etc/passwd", "a/../../b", "..", "a/..", "C:\\x", "c:x", "\\\\server\\share\\x", "..\\x", "x\0y"]
+def test_folder_is_not_a_file(tree: ArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="folder"):
+        tree.get_file("a/b", tmp_path / "x")
+    with pytest.raises(InvalidArgument, match="folder"):
+        tree.open_read("a")
+    assert not (tmp_path / "x").exists()
+
+
+BAD_PATHS = [
+    "../x",
+    "/etc/passwd",
+    "a/../../b",
+    "..",
+    "a/..",
+    "C:\\x",
+    "c:x",
+    "\\\\server\\share\\x",
+    "..\\x",
+    "x\0y",
+]
 
 
 @pytest.mark.parametrize("bad", BAD_PATHS)
@@ -261,7 +286,9 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     from modelyard.artifacts import progress
 
     out = io.StringIO()
-    monkeypatch.setattr(progress, "_stderr_console", lambda: Console(file=out, force_terminal=True, width=100))
+    monkeypatch.setattr(
+        progress, "_stderr_console", lambda: Console(file=out, force_terminal=True, width=100)
+    )
     monkeypatch.setenv("MODELYARD_PROGRESS_THRESHOLD_MB", "0.5")
     return out
 
@@ -406,16 +433,18 @@ def test_big_file_streams_with_bounded_memory(
             digest_read.update(chunk)
     assert digest_read.hexdigest() == digest
     assert read.growth < MEMORY_LIMIT, f"open_read held {read.growth / 2**20:.0f} MiB"
+    store.delete()  # pytest keeps recent tmp folders: do not leave 400 MB behind per run
+    (tmp_path / "big.bin").unlink()
 
 
 @pytest.mark.s3
 @pytest.mark.slow
-def test_big_s3_upload_is_multipart(s3_server: object, s3_bucket: str, big_file: tuple[Path, str]) -> None:
+def test_big_s3_upload_is_multipart(s3_server: S3Server, s3_bucket: str, big_file: tuple[Path, str]) -> None:
     from modelyard.artifacts.s3 import PART_SIZE
 
     store = artifact_store_for(f"{s3_bucket}/runs/r1")
     store.put_file(big_file[0], "big.bin")
-    head = s3_server.client().head_object(Bucket=s3_bucket.removeprefix("s3://"), Key="runs/r1/big.bin")  # type: ignore[attr-defined]
+    head = s3_server.client().head_object(Bucket=s3_bucket.removeprefix("s3://"), Key="runs/r1/big.bin")
     parts = -(-BIG_SIZE // PART_SIZE)
     assert head["ETag"].strip('"').endswith(f"-{parts}")  # "<md5 of part md5s>-<part count>"
 
@@ -474,7 +503,9 @@ def test_unknown_scheme_lists_supported_ones() -> None:
 def test_entry_point_adds_a_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
     from modelyard.artifacts import base
 
-    ep = EntryPoint(name="mem", value=f"{LocalArtifactStore.__module__}:LocalArtifactStore", group=base._GROUP)
+    ep = EntryPoint(
+        name="mem", value=f"{LocalArtifactStore.__module__}:LocalArtifactStore", group=base._GROUP
+    )
     monkeypatch.setattr(base, "entry_points", lambda group: [ep] if group == base._GROUP else [])
     assert isinstance(artifact_store_for("mem:///tmp/x"), LocalArtifactStore)
     with pytest.raises(InvalidArgument, match="mem://"):

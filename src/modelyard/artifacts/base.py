@@ -9,6 +9,7 @@ writing outside its root.
 from __future__ import annotations
 
 import abc
+import builtins  # the `list` method shadows the builtin inside the class
 import os
 import re
 import tempfile
@@ -23,7 +24,9 @@ from modelyard.schemas.artifacts import FileInfo
 
 StrPath = Union[str, "os.PathLike[str]"]
 
-_ALLOWED = "Use a relative path with '/' between folders, inside the artifact root (e.g. 'model/weights.bin')."
+_ALLOWED = (
+    "Use a relative path with '/' between folders, inside the artifact root (e.g. 'model/weights.bin')."
+)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -109,7 +112,7 @@ class ArtifactStore(abc.ABC):
     def put_bytes(self, data: bytes, artifact_path: str) -> None:
         rel = _file_path(artifact_path)
         with tempfile.TemporaryDirectory(prefix="modelyard-") as tmp:
-            src = Path(tmp) / "data"
+            src = Path(tmp) / rel.rsplit("/", 1)[-1]  # the name a progress bar shows
             src.write_bytes(data)
             self._put_file(src, rel)
 
@@ -125,9 +128,9 @@ class ArtifactStore(abc.ABC):
                 file = Path(dirpath, name)
                 self.put_file(file, _join(prefix, file.relative_to(root).as_posix()))
 
-    def list_recursive(self, path: str = "") -> list[FileInfo]:
+    def list_recursive(self, path: str = "") -> builtins.list[FileInfo]:
         """Every file (not folder) below `path`, sorted by path."""
-        files: list[FileInfo] = []
+        files: builtins.list[FileInfo] = []
         pending = [normalize_artifact_path(path)]
         while pending:
             for info in self._list(pending.pop()):
@@ -166,10 +169,10 @@ class ArtifactStore(abc.ABC):
 
     @abc.abstractmethod
     def _get_file(self, rel: str, local_path: Path) -> None:
-        """Raise NotFound when `rel` is not a file."""
+        """NotFound when `rel` is missing, InvalidArgument when it is a folder; never a partial `local_path`."""
 
     @abc.abstractmethod
-    def _list(self, rel: str) -> list[FileInfo]: ...
+    def _list(self, rel: str) -> builtins.list[FileInfo]: ...
 
     @abc.abstractmethod
     def _delete(self, rel: str) -> None: ...
@@ -178,7 +181,8 @@ class ArtifactStore(abc.ABC):
     def _exists(self, rel: str) -> bool: ...
 
     @abc.abstractmethod
-    def _open_read(self, rel: str) -> BinaryIO: ...
+    def _open_read(self, rel: str) -> BinaryIO:
+        """NotFound when `rel` is missing, InvalidArgument when it is a folder."""
 
 
 # -- choosing a backend ----------------------------------------------------------------------------------

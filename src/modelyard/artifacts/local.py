@@ -99,7 +99,9 @@ class LocalArtifactStore(ArtifactStore):
                     continue  # a transfer in progress (or one a crash left behind)
                 is_dir = entry.is_dir()
                 size = None if is_dir else entry.stat().st_size
-                infos.append(FileInfo(path=f"{rel}/{entry.name}" if rel else entry.name, is_dir=is_dir, file_size=size))
+                infos.append(
+                    FileInfo(path=f"{rel}/{entry.name}" if rel else entry.name, is_dir=is_dir, file_size=size)
+                )
         return sorted(infos, key=lambda f: f.path)
 
     def _delete(self, rel: str) -> None:

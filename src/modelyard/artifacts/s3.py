@@ -2,8 +2,9 @@
 
 Credentials come from the usual AWS sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, roles);
 the endpoint from the `s3_endpoint_url` setting. Big files move as multipart uploads and ranged
-downloads of `PART_SIZE` bytes, at most `CONCURRENCY` parts at a time, so memory per transfer stays
-around PART_SIZE x CONCURRENCY whatever the file size (s3fs's defaults, 50 MiB x 10, would hold 500 MiB).
+downloads of `PART_SIZE` bytes, `CONCURRENCY` parts at a time. aiohttp holds each part in flight twice,
+so a transfer needs about 2 x PART_SIZE x CONCURRENCY (~32-40 MiB measured) whatever the file size;
+s3fs's defaults (50 MiB x 10) would hold about 1 GB.
 """
 
 from __future__ import annotations
@@ -25,13 +26,25 @@ from modelyard import config
 from modelyard.artifacts.base import ArtifactStore, normalize_artifact_path
 from modelyard.artifacts.local import staged_file
 from modelyard.artifacts.progress import TransferProgress
-from modelyard.errors import InvalidArgument, ModelyardError, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from modelyard.errors import (
+    InvalidArgument,
+    ModelyardError,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from modelyard.schemas.artifacts import FileInfo
 
 PART_SIZE = 8 * 2**20  # S3 allows 5 MiB..5 GiB per part; files under 2 parts go up in one request
-CONCURRENCY = 4
+CONCURRENCY = 2
 _MAX_PARTS = 10_000  # S3's limit: parts grow for files over PART_SIZE x 10,000 (80 GiB)
-_UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError, TimeoutError, FSTimeoutError)
+_UNREACHABLE = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    TimeoutError,
+    FSTimeoutError,
+)
 
 
 def _depth(rel: str) -> int:
@@ -76,7 +89,11 @@ class S3ArtifactStore(ArtifactStore):
             default_block_size=PART_SIZE,
             max_concurrency=CONCURRENCY,
             use_listings_cache=False,  # other processes write the same prefixes; never trust a stale listing
-            config_kwargs={"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3, "mode": "standard"}},
+            config_kwargs={
+                "connect_timeout": 10,
+                "read_timeout": 120,
+                "retries": {"max_attempts": 3, "mode": "standard"},
+            },
         )
 
     def _object_key(self, rel: str) -> str:
@@ -96,9 +113,13 @@ class S3ArtifactStore(ArtifactStore):
         except FileNotFoundError as e:
             raise NotFound(f"No artifact {where} ({e}).") from e
         except PermissionError as e:
-            raise PermissionDenied(f"Access denied to {where}: {e}. Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.") from e
+            raise PermissionDenied(
+                f"Access denied to {where}: {e}. Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."
+            ) from e
         except botocore.exceptions.NoCredentialsError as e:
-            raise Unauthenticated(f"No S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.") from e
+            raise Unauthenticated(
+                f"No S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+            ) from e
         except _UNREACHABLE as e:
             endpoint = self.endpoint_url or "the default AWS endpoint"
             raise Unavailable(f"Cannot reach S3 at {endpoint} (bucket {self.bucket!r}): {e}") from e
@@ -107,12 +128,21 @@ class S3ArtifactStore(ArtifactStore):
         size = local_path.stat().st_size
         part = max(PART_SIZE, math.ceil(size / _MAX_PARTS))
         with self._errors(rel), TransferProgress(local_path.name, total=size) as progress:
-            self._fs.put_file(str(local_path), self._key(rel), callback=_ProgressCallback(progress), chunksize=part)
+            self._fs.put_file(
+                str(local_path), self._key(rel), callback=_ProgressCallback(progress), chunksize=part
+            )
 
     def _get_file(self, rel: str, local_path: Path) -> None:
-        # A missing key and a folder both answer NoSuchKey, hence NotFound: no extra HEAD per file.
-        with self._errors(rel), staged_file(local_path) as tmp, TransferProgress(rel.rsplit("/", 1)[-1]) as progress:
-            self._fs.get_file(self._key(rel), str(tmp), callback=_ProgressCallback(progress))
+        try:
+            with (
+                self._errors(rel),
+                staged_file(local_path) as tmp,
+                TransferProgress(rel.rsplit("/", 1)[-1]) as progress,
+            ):
+                self._fs.get_file(self._key(rel), str(tmp), callback=_ProgressCallback(progress))
+        except NotFound:
+            self._require_file(rel)  # a folder answers NoSuchKey too: say so (a HEAD on errors only)
+            raise
 
     def _list(self, rel: str) -> list[FileInfo]:
         key = self._key(rel)
@@ -136,7 +166,7 @@ class S3ArtifactStore(ArtifactStore):
 
     def _delete(self, rel: str) -> None:
         files: list[str] = []
-        folders = [rel] if self._key(rel) != self.bucket else []  # a root at the bucket top only empties it
+        folders: list[str] = []
         pending = [rel]
         with self._errors(rel):
             # Walk folder by folder, not one flat listing: only that shows SeaweedFS's empty folders.
@@ -145,8 +175,10 @@ class S3ArtifactStore(ArtifactStore):
                     (folders if info.is_dir else files).append(info.path)
                     if info.is_dir:
                         pending.append(info.path)
-            if len(folders) <= 1 and not files and rel:
+            if rel and not files and not folders:
                 files.append(rel)  # a file, or nothing (deleting a missing key is a no-op)
+            if self._key(rel) != self.bucket:
+                folders.append(rel)  # never the bucket itself: a root at the bucket top only empties it
             # Some servers keep an empty folder as a "folder/" entry (SeaweedFS; S3 consoles make such
             # markers too): delete those after the files, deepest first. On plain S3 they do not exist.
             markers = [self._object_key(f) + "/" for f in sorted(folders, key=_depth, reverse=True)]
@@ -156,9 +188,13 @@ class S3ArtifactStore(ArtifactStore):
         """DeleteObjects, in order, 1000 keys per request (the S3 limit)."""
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            out = self._fs.call_s3("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            out = self._fs.call_s3(
+                "delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+            )
             if out.get("Errors"):
-                raise ModelyardError(f"S3 refused to delete {len(out['Errors'])} keys under {self.root_uri}: {out['Errors'][0]}")
+                raise ModelyardError(
+                    f"S3 refused to delete {len(out['Errors'])} keys under {self.root_uri}: {out['Errors'][0]}"
+                )
 
     def _exists(self, rel: str) -> bool:
         with self._errors(rel):
@@ -175,4 +211,7 @@ class S3ArtifactStore(ArtifactStore):
         size = self._require_file(rel)["size"]
         with self._errors(rel):
             # Readahead of one part at a time: sequential reads stream with bounded memory.
-            return self._fs.open(self._key(rel), "rb", block_size=PART_SIZE, cache_type="readahead", size=size)  # type: ignore[no-any-return]
+            f: BinaryIO = self._fs.open(
+                self._key(rel), "rb", block_size=PART_SIZE, cache_type="readahead", size=size
+            )
+        return f

@@ -22,7 +22,9 @@ from modelyard.cli.common import (
 
 @click.group("artifacts")
 def artifacts() -> None:
-    """List and download the files runs logged (models, figures, data).
+    """List and download the files runs logged.
+
+    Runs log models, figures, data and environment files as artifacts.
 
     \b
     Example:
@@ -34,11 +36,15 @@ def artifacts() -> None:
 @artifacts.command("list")
 @click.argument("run_id")
 @click.argument("path", required=False, default="")
-@click.option("--recursive", "-r", is_flag=True, help="List every file below PATH, not just its direct children.")
+@click.option(
+    "--recursive", "-r", is_flag=True, help="List every file below PATH, not just its direct children."
+)
 @json_option
 @pass_state
 def list_artifacts(state: State, run_id: str, path: str, recursive: bool, as_json: bool) -> None:
-    """List a run's artifacts under PATH (default: the top folder).
+    """List a run's artifacts.
+
+    Lists the direct children of folder PATH (default: the top folder), or with -r every file below it.
 
     \b
     Example:
@@ -46,7 +52,11 @@ def list_artifacts(state: State, run_id: str, path: str, recursive: bool, as_jso
       modelyard artifacts list 3f2a9c0e5b7d4c1e8a6f0b2d4e6a8c0e _modelyard -r
     """
     client = state.client
-    files = client.artifact_store(run_id).list_recursive(path) if recursive else client.list_artifacts(run_id, path)
+    files = (
+        client.artifact_store(run_id).list_recursive(path)
+        if recursive
+        else client.list_artifacts(run_id, path)
+    )
     if as_json:
         print_json(files)
         return
@@ -73,9 +83,10 @@ def list_artifacts(state: State, run_id: str, path: str, recursive: bool, as_jso
 )
 @pass_state
 def download_artifacts(state: State, run_id: str, path: str, dest: Path | None) -> None:
-    """Download a run's artifact file or folder PATH (default: everything) and print its local path.
+    """Download artifacts and print where they are.
 
-    The artifact layout is kept: PATH lands at DEST/PATH.
+    Downloads the file or folder PATH (default: everything). The artifact layout is kept: PATH lands at
+    DEST/PATH. Only the local path goes to stdout, so scripts can use it.
 
     \b
     Example:

@@ -23,11 +23,16 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-STATUS_STYLES = {"RUNNING": "cyan", "SCHEDULED": "blue", "FINISHED": "green", "FAILED": "red", "KILLED": "yellow"}
+STATUS_STYLES = {
+    "RUNNING": "cyan",
+    "SCHEDULED": "blue",
+    "FINISHED": "green",
+    "FAILED": "red",
+    "KILLED": "yellow",
+}
 HEADER = "bold"
 ID_STYLE = "cyan"
 DIM = "dim"
-RUN_ID_WIDTH = 32  # full run ids: people copy them into the next command
 
 
 @dataclass
@@ -75,9 +80,9 @@ def err() -> Console:
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")(
-        func
-    )
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+    )(func)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -96,10 +101,20 @@ def print_json(value: Any) -> None:
 
 
 def new_table(*columns: str, title: str | None = None) -> Table:
+    """A table in the house style: bold header over a rule, no borders, two spaces between columns."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, header_style=HEADER, title_justify="left", title_style="bold")
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style=HEADER,
+        title_justify="left",
+        title_style="bold",
+    )
     for column in columns:
         table.add_column(column)
     return table
@@ -119,11 +134,18 @@ def key_value_grid(rows: Iterable[tuple[str, Any]]) -> Table:
 # -- formatting --------------------------------------------------------------------------------------------
 
 
-def fmt_time(ms: int | None) -> str:
-    """Milliseconds since the epoch as local time, e.g. 2024-05-01 14:03:07."""
+def fmt_time(ms: int | None, short: bool = False) -> str:
+    """Milliseconds since the epoch as local time: 2024-05-01 14:03:07, or with `short` 14:03:07 (today),
+    May 01 14:03 (this year) or 2023-05-01."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    when = datetime.fromtimestamp(ms / 1000)
+    if not short:
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+    today = datetime.now()
+    if when.date() == today.date():
+        return when.strftime("%H:%M:%S")
+    return when.strftime("%b %d %H:%M" if when.year == today.year else "%Y-%m-%d")
 
 
 def fmt_duration(ms: float | None) -> str:
@@ -198,7 +220,9 @@ def resolve_experiment(client: Client, id_or_name: str) -> Experiment:
             pass  # a name made of digits
     exp = client.get_experiment_by_name(id_or_name)
     if exp is None:
-        raise NotFound(f"No experiment with id or name {id_or_name!r}. List them with: modelyard experiments list")
+        raise NotFound(
+            f"No experiment with id or name {id_or_name!r}. List them with: modelyard experiments list"
+        )
     return exp
 
 
@@ -224,31 +248,53 @@ def pick_metric_keys(runs: Sequence[Run], preferred: Sequence[str] = (), limit: 
     return keys[:limit]
 
 
-def runs_table(
-    runs: Sequence[Run], client: Client, preferred_metrics: Sequence[str] = (), title: str | None = None
-) -> Table:
-    """Run id, name, (experiment), status, start, duration and a few metrics, one row per run."""
-    from rich import box
-    from rich.table import Table
+@dataclass
+class _Column:
+    header: str
+    cells: list[Any]
+    keep: int  # narrow consoles drop the lowest first
+    options: dict[str, Any] = field(default_factory=dict)
 
+    def width(self) -> int:
+        texts = [self.header, *(c.plain if hasattr(c, "plain") else str(c) for c in self.cells)]
+        return max(len(t) for t in texts)
+
+
+def runs_table(
+    runs: Sequence[Run],
+    client: Client,
+    preferred_metrics: Sequence[str] = (),
+    metrics_first: bool = False,
+    width: int | None = None,
+) -> Table:
+    """Run id, name, (experiment), status, start, duration and a few metrics, one row per run.
+
+    When the columns do not fit `width`, the least useful go first: start time, duration, experiment,
+    then status and metrics (metrics outlast the status with `metrics_first`, as in a search)."""
     experiment_ids = list(dict.fromkeys(r.info.experiment_id for r in runs))
     names = {i: client.get_experiment(i).name for i in experiment_ids} if len(experiment_ids) > 1 else {}
     metric_keys = pick_metric_keys(runs, preferred_metrics)
-    table = Table(title=title, box=box.SIMPLE_HEAD, header_style=HEADER, title_justify="left", title_style="bold")
-    table.add_column("Run ID", style=ID_STYLE, no_wrap=True, min_width=RUN_ID_WIDTH)
-    table.add_column("Name", overflow="fold")
+    status_keep, metric_keep = (30, 40) if metrics_first else (40, 30)
+    columns = [
+        _Column("Run ID", [r.run_id for r in runs], 100, {"style": ID_STYLE, "no_wrap": True}),
+        _Column("Name", [esc(r.info.run_name) for r in runs], 90, {"overflow": "fold"}),
+    ]
     if names:
-        table.add_column("Experiment", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Started", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    for key in metric_keys:
-        table.add_column(esc(key), justify="right", overflow="fold")
-    for run in runs:
-        row: list[Any] = [run.run_id, esc(run.info.run_name)]
-        if names:
-            row.append(esc(names[run.info.experiment_id]))
-        row += [status_text(run.info.status.value), fmt_time(run.info.start_time), run_duration(run)]
-        row += [fmt_metric(run.data.metrics.get(k)) for k in metric_keys]
+        columns.append(_Column("Experiment", [esc(names[r.info.experiment_id]) for r in runs], 15))
+    columns += [
+        _Column("Status", [status_text(r.info.status.value) for r in runs], status_keep, {"no_wrap": True}),
+        _Column("Started", [fmt_time(r.info.start_time, short=True) for r in runs], 10, {"no_wrap": True}),
+        _Column("Duration", [run_duration(r) for r in runs], 20, {"no_wrap": True, "justify": "right"}),
+    ]
+    for i, key in enumerate(metric_keys):
+        cells = [fmt_metric(r.data.metrics.get(key)) for r in runs]
+        columns.append(_Column(esc(key), cells, metric_keep - i, {"justify": "right", "no_wrap": True}))
+    if width is not None:
+        while sum(c.width() for c in columns) + 2 * (len(columns) - 1) > width and len(columns) > 2:
+            columns.remove(min(columns, key=lambda c: c.keep))
+    table = new_table()
+    for column in columns:
+        table.add_column(column.header, **column.options)
+    for row in zip(*(c.cells for c in columns)):
         table.add_row(*row)
     return table

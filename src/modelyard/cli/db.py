@@ -42,7 +42,9 @@ def _database_uri(state: State, override: str | None) -> str:
 @_uri_option
 @pass_state
 def current(state: State, db_uri: str | None) -> None:
-    """Print the database's schema version and the version this Modelyard needs.
+    """Show the stored and needed schema versions.
+
+    Compares the schema version stored in the database with the one this Modelyard needs.
 
     \b
     Example:
@@ -80,7 +82,9 @@ def current(state: State, db_uri: str | None) -> None:
 @_uri_option
 @pass_state
 def upgrade(state: State, db_uri: str | None) -> None:
-    """Migrate the database to the schema this Modelyard needs. Back it up first.
+    """Migrate the database to the current schema.
+
+    Applies every migration between the stored schema and the one this Modelyard needs. Back it up first.
 
     \b
     Example:

@@ -38,7 +38,9 @@ def experiments() -> None:
 @json_option
 @pass_state
 def list_experiments(state: State, show_all: bool, only_deleted: bool, as_json: bool) -> None:
-    """List experiments (active ones unless --all or --deleted).
+    """List experiments.
+
+    Active ones only, unless --all or --deleted.
 
     \b
     Example:
@@ -55,13 +57,22 @@ def list_experiments(state: State, show_all: bool, only_deleted: bool, as_json: 
         err().print("No experiments." if only_deleted else "No experiments yet. Try: modelyard quickstart")
         return
     table = new_table("ID", "Name", "Artifact location", "Created", "Tags")
+    for column in table.columns:
+        column.no_wrap = True
     table.columns[0].style = ID_STYLE
     table.columns[2].overflow = "fold"
+    table.columns[2].no_wrap = False
     if show_all:
         table.add_column("Stage")
     for exp in found:
         tags = ", ".join(f"{k}={v}" for k, v in sorted(exp.tags.items()))
-        row = [exp.experiment_id, esc(exp.name), esc(exp.artifact_location), fmt_time(exp.creation_time), esc(tags)]
+        row = [
+            exp.experiment_id,
+            esc(exp.name),
+            esc(exp.artifact_location),
+            fmt_time(exp.creation_time, short=True),
+            esc(tags),
+        ]
         if show_all:
             stage = exp.lifecycle_stage.value
             row.append(f"[red]{stage}[/]" if stage == "deleted" else stage)
@@ -71,11 +82,13 @@ def list_experiments(state: State, show_all: bool, only_deleted: bool, as_json: 
 
 @experiments.command("create")
 @click.argument("name")
-@click.option("--artifact-location", metavar="URI", help="Where its runs' artifacts go (a folder or s3://...).")
+@click.option(
+    "--artifact-location", metavar="URI", help="Where its runs' artifacts go (a folder or s3://...)."
+)
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag to set; repeat for more.")
 @pass_state
 def create_experiment(state: State, name: str, artifact_location: str | None, tags: tuple[str, ...]) -> None:
-    """Create an experiment named NAME and print its id.
+    """Create an experiment and print its id.
 
     \b
     Example:
@@ -92,7 +105,9 @@ def create_experiment(state: State, name: str, artifact_location: str | None, ta
 @click.argument("id_or_name")
 @pass_state
 def delete_experiment(state: State, id_or_name: str) -> None:
-    """Delete an experiment and its runs (they can be restored until `modelyard gc` purges them).
+    """Delete an experiment and its runs.
+
+    They can be restored until `modelyard gc` purges them.
 
     \b
     Example:
@@ -100,7 +115,9 @@ def delete_experiment(state: State, id_or_name: str) -> None:
     """
     exp = resolve_experiment(state.client, id_or_name)
     state.client.delete_experiment(exp.experiment_id)
-    out().print(f"Deleted experiment [bold]{esc(exp.name)}[/] ([{ID_STYLE}]{exp.experiment_id}[/]) and its runs.")
+    out().print(
+        f"Deleted experiment [bold]{esc(exp.name)}[/] ([{ID_STYLE}]{exp.experiment_id}[/]) and its runs."
+    )
     out().print(
         f"[{DIM}]Undo with: modelyard experiments restore {exp.experiment_id}; "
         "purge for good with: modelyard gc[/]"
@@ -111,7 +128,9 @@ def delete_experiment(state: State, id_or_name: str) -> None:
 @click.argument("id_or_name")
 @pass_state
 def restore_experiment(state: State, id_or_name: str) -> None:
-    """Restore a deleted experiment together with the runs deleted with it.
+    """Restore a deleted experiment and its runs.
+
+    The runs deleted together with the experiment come back with it.
 
     \b
     Example:
@@ -127,7 +146,9 @@ def restore_experiment(state: State, id_or_name: str) -> None:
 @click.argument("new_name")
 @pass_state
 def rename_experiment(state: State, id_or_name: str, new_name: str) -> None:
-    """Rename an experiment; its id and runs stay the same.
+    """Rename an experiment.
+
+    Its id and runs stay the same.
 
     \b
     Example:
@@ -135,4 +156,6 @@ def rename_experiment(state: State, id_or_name: str, new_name: str) -> None:
     """
     exp = resolve_experiment(state.client, id_or_name)
     state.client.rename_experiment(exp.experiment_id, new_name)
-    out().print(f"Renamed experiment [{ID_STYLE}]{exp.experiment_id}[/] from [bold]{esc(exp.name)}[/] to [bold]{esc(new_name)}[/].")
+    out().print(
+        f"Renamed experiment [{ID_STYLE}]{exp.experiment_id}[/] from [bold]{esc(exp.name)}[/] to [bold]{esc(new_name)}[/]."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import click
@@ -23,7 +24,8 @@ def parse_age(text: str) -> int:
     m = _AGE.match(text)
     if m is None:
         raise click.BadParameter(
-            f"{text!r} is not an age; write a number and a unit: 30m, 12h, 7d or 2w", param_hint="--older-than"
+            f"{text!r} is not an age; write a number and a unit: 30m, 12h, 7d or 2w",
+            param_hint="--older-than",
         )
     return int(float(m.group(1)) * _UNITS_MS[m.group(2).lower()])
 
@@ -40,14 +42,13 @@ def _doomed(client: Client, older_than_ms: int | None) -> tuple[list[Run], list[
     return runs, experiments
 
 
-def _show(client: Client, runs: list[Run], experiments: list[Experiment]) -> None:
+def _show(client: Client, runs: list[Run], experiments: list[Experiment], inside: Counter[str]) -> None:
     console = out()
     if runs:
         names: dict[str, str] = {}
-        table = new_table("Run ID", "Name", "Experiment", "Started", "Artifacts", title=f"Deleted runs ({len(runs)})")
+        table = new_table("Run ID", "Name", "Experiment", "Started", title=f"Deleted runs ({len(runs)})")
         table.columns[0].style = ID_STYLE
         table.columns[0].no_wrap = True
-        table.columns[4].overflow = "fold"
         for run in runs:
             exp_id = run.info.experiment_id
             if exp_id not in names:
@@ -56,19 +57,29 @@ def _show(client: Client, runs: list[Run], experiments: list[Experiment]) -> Non
                 run.run_id,
                 esc(run.info.run_name),
                 esc(names[exp_id]),
-                fmt_time(run.info.start_time),
-                esc(run.info.artifact_uri),
+                fmt_time(run.info.start_time, short=True),
             )
         console.print(table)
     if experiments:
-        table = new_table("ID", "Name", "Deleted", "Artifacts", title=f"Deleted experiments ({len(experiments)})")
+        table = new_table(
+            "ID", "Name", "Runs", "Deleted", "Artifacts", title=f"Deleted experiments ({len(experiments)})"
+        )
         table.columns[0].style = ID_STYLE
-        table.columns[3].overflow = "fold"
+        table.columns[2].justify = "right"
+        table.columns[4].overflow = "fold"
         for exp in experiments:
             table.add_row(
-                exp.experiment_id, esc(exp.name), fmt_time(exp.last_update_time), esc(exp.artifact_location)
+                exp.experiment_id,
+                esc(exp.name),
+                str(inside[exp.experiment_id]),
+                fmt_time(exp.last_update_time, short=True),
+                esc(exp.artifact_location),
             )
         console.print(table)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @click.command("gc")
@@ -81,10 +92,11 @@ def _show(client: Client, runs: list[Run], experiments: list[Experiment]) -> Non
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
 def gc(state: State, older_than: str | None, dry_run: bool, yes: bool) -> None:
-    """Permanently purge deleted runs and experiments together with their artifacts.
+    """Purge deleted runs and experiments for good.
 
     `modelyard runs delete` and `modelyard experiments delete` only mark things deleted, so they can be
     restored. gc removes them from the database and deletes their artifact folders; this cannot be undone.
+    It lists what it will purge and asks first.
 
     \b
     Example:
@@ -95,16 +107,27 @@ def gc(state: State, older_than: str | None, dry_run: bool, yes: bool) -> None:
     client = state.client
     runs, experiments = _doomed(client, age)
     if not runs and not experiments:
-        out().print("Nothing to purge: no deleted runs or experiments" + (f" older than {older_than}." if age else "."))
+        out().print(
+            "Nothing to purge: no deleted runs or experiments"
+            + (f" older than {older_than}." if age else ".")
+        )
         return
-    _show(client, runs, experiments)
-    what = f"{len(runs)} run(s) and {len(experiments)} experiment(s)"
+    # Runs of a purged experiment go with it (database cascade, and its whole artifact folder).
+    doomed_ids = {exp.experiment_id for exp in experiments}
+    inside = Counter(r.info.experiment_id for r in runs if r.info.experiment_id in doomed_ids)
+    runs = [r for r in runs if r.info.experiment_id not in doomed_ids]
+    _show(client, runs, experiments, inside)
+    parts = [_plural(len(runs), "run")] if runs else []
+    if experiments:
+        with_runs = f" (with their {_plural(sum(inside.values()), 'run')})" if inside else ""
+        parts.append(_plural(len(experiments), "experiment") + with_runs)
+    what = " and ".join(parts)
     if dry_run:
         out().print(f"[{DIM}]Dry run: would purge {what}. Nothing was deleted.[/]")
         return
     if not yes:
         click.confirm(f"Permanently delete {what} with their artifacts?", abort=True, err=True)
-    for run in runs:  # runs first: a purged experiment takes its remaining runs with it
+    for run in runs:
         client.purge_run(run.run_id)
     for exp in experiments:
         client.purge_experiment(exp.experiment_id)

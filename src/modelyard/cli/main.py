@@ -72,13 +72,15 @@ def cli(ctx: click.Context, tracking_uri: str | None) -> None:
 
 
 @cli.command("quickstart")
-@click.option("--experiment", "-e", default="quickstart", show_default=True, help="Experiment to put the runs in.")
+@click.option(
+    "--experiment", "-e", default="quickstart", show_default=True, help="Experiment to put the runs in."
+)
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix figures (a little faster).")
 @pass_state
 def quickstart(state: State, experiment: str, no_plot: bool) -> None:
-    """Train a small classifier four ways and track every run (takes a few seconds).
+    """Train 4 small models, tracking every run.
 
-    Uses scikit-learn's bundled digits dataset (no download). Each run logs its parameters, the train and
+    Takes a few seconds, on scikit-learn's bundled digits dataset (no download). Each run logs its parameters, the train and
     validation datasets, per-epoch train_loss and val_accuracy, final accuracy and f1, a confusion-matrix
     figure and the model; then the runs are compared by accuracy.
 

@@ -9,6 +9,7 @@ images of handwritten digits) is used, so nothing is downloaded.
 from __future__ import annotations
 
 import pickle
+import shlex
 import tempfile
 import time
 import warnings
@@ -26,10 +27,10 @@ EPOCHS = 15
 # Learning rate and L2 penalty of an SGD logistic regression: a too-small, a good, a too-large step, and
 # a good step with heavy regularisation.
 SETTINGS: tuple[dict[str, float], ...] = (
-    {"learning_rate": 0.001, "alpha": 0.0001},
-    {"learning_rate": 0.01, "alpha": 0.0001},
-    {"learning_rate": 0.1, "alpha": 0.0001},
-    {"learning_rate": 0.01, "alpha": 0.05},
+    {"lr": 0.001, "alpha": 0.0001},
+    {"lr": 0.01, "alpha": 0.0001},
+    {"lr": 0.1, "alpha": 0.0001},
+    {"lr": 0.01, "alpha": 0.05},
 )
 DATA_SOURCE = "sklearn.datasets.load_digits"
 _EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "pandas": "pandas"}
@@ -93,7 +94,6 @@ def _load_data() -> _Data:
     import pandas as pd
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
 
     X, y = load_digits(return_X_y=True, as_frame=True)
     X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
@@ -109,11 +109,18 @@ def _load_data() -> _Data:
 
 
 def _run_name(setting: dict[str, float]) -> str:
-    return f"sgd-lr{setting['learning_rate']:g}-alpha{setting['alpha']:g}"
+    return f"lr{setting['lr']:g}-alpha{setting['alpha']:g}"
 
 
 def _train_all(experiment: str, data: _Data, plot: bool, console: Console) -> list[str]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     columns = (
         SpinnerColumn(),
@@ -130,7 +137,9 @@ def _train_all(experiment: str, data: _Data, plot: bool, console: Console) -> li
             name = _run_name(setting)
             progress.update(task, description=f"Run {i}/{len(SETTINGS)} [bold]{name}[/]")
             started = time.perf_counter()
-            run_id, accuracy = _train_one(experiment, name, setting, data, plot, lambda: progress.advance(task))
+            run_id, accuracy = _train_one(
+                experiment, name, setting, data, plot, lambda: progress.advance(task)
+            )
             progress.console.print(
                 f"[green]✓[/] {name:<26} accuracy {accuracy:.3f}  [dim]({time.perf_counter() - started:.1f}s)[/]"
             )
@@ -160,7 +169,7 @@ def _train_one(
         clf = SGDClassifier(
             loss="log_loss",
             learning_rate="constant",
-            eta0=setting["learning_rate"],
+            eta0=setting["lr"],
             alpha=setting["alpha"],
             random_state=0,
         )
@@ -206,8 +215,15 @@ def _confusion_figure(matrix: Any, labels: Any, title: str) -> Figure:
     ax.set_title(f"Confusion matrix: {title}", fontsize=10)
     threshold = matrix.max() / 2
     for (row, col), count in _cells(matrix):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                color="white" if count > threshold else "black")
+        ax.text(
+            col,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if count > threshold else "black",
+        )
     return fig
 
 
@@ -227,50 +243,35 @@ def _compare(experiment: str, run_ids: list[str]) -> list[Run]:
 
 
 def _report(console: Console, experiment: str, runs: list[Run], tracking_uri: str) -> None:
-    from rich import box
-    from rich.table import Table
+    from modelyard.cli.common import ID_STYLE, esc, fmt_metric, new_table
 
-    from modelyard.cli.common import ID_STYLE, esc, fmt_metric
-
-    table = Table(
-        title=f"Experiment [bold]{esc(experiment)}[/]: {len(runs)} runs, best first",
-        box=box.SIMPLE_HEAD,
-        header_style="bold",
-        title_justify="left",
-    )
-    table.add_column("Run")
-    table.add_column("learning_rate", justify="right")
-    table.add_column("alpha", justify="right")
-    table.add_column("accuracy", justify="right")
-    table.add_column("f1", justify="right")
+    narrow = console.width < 86  # the run names repeat the params: drop them rather than fold every row
+    table = new_table(title=f"Experiment {esc(experiment)}: {len(runs)} runs, best first")
+    if not narrow:
+        table.add_column("Run", overflow="fold")
+    for header in ("lr", "alpha", "accuracy", "f1"):
+        table.add_column(header, justify="right", no_wrap=True)
     table.add_column("Run ID", style=ID_STYLE, no_wrap=True, min_width=32)
     for rank, run in enumerate(runs):
         p, m = run.data.params, run.data.metrics
-        table.add_row(
-            esc(run.info.run_name),
-            p.get("learning_rate", ""),
-            p.get("alpha", ""),
-            fmt_metric(m.get("accuracy")),
-            fmt_metric(m.get("f1")),
-            run.run_id,
-            style="bold green" if rank == 0 else None,
-        )
-    console.print()
+        cells = [] if narrow else [esc(run.info.run_name)]
+        cells += [p.get("lr", ""), p.get("alpha", ""), fmt_metric(m.get("accuracy")), fmt_metric(m.get("f1"))]
+        table.add_row(*cells, run.run_id, style="bold green" if rank == 0 else None)
     console.print(table)
     if not runs:
         return
     best = runs[0]
     from modelyard.store.sql.engine import redact
 
-    console.print("[bold]Where everything is[/]")
+    console.print("\n[bold]Where everything is[/]")
     console.print(f"  tracking store   {esc(redact(tracking_uri))}", soft_wrap=True)
     console.print(f"  best run's files {esc(best.info.artifact_uri)}", soft_wrap=True)
-    console.print("[bold]Next[/]")
+    console.print("\n[bold]Try next[/]")
     hints = (
         (f"modelyard runs show {best.run_id}", "params, metrics, datasets and tags of the best run"),
         (f"modelyard artifacts list {best.run_id} -r", "its confusion matrix, model and environment"),
         (
-            f'modelyard runs search --experiment {experiment} --filter "metrics.accuracy > 0.9"',
+            f'modelyard runs search --experiment {shlex.quote(experiment)} --filter "metrics.accuracy > 0.9"',
             "search runs by metric",
         ),
     )

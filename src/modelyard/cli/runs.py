@@ -94,9 +94,17 @@ def _search(
 @json_option
 @pass_state
 def list_runs(
-    state: State, experiments: tuple[str, ...], max_results: int, show_all: bool, only_deleted: bool, as_json: bool
+    state: State,
+    experiments: tuple[str, ...],
+    max_results: int,
+    show_all: bool,
+    only_deleted: bool,
+    as_json: bool,
 ) -> None:
-    """List the newest runs with their status, duration and a few metrics.
+    """List the newest runs.
+
+    One row per run: id, name, status, start time, duration and a few metrics. Narrow terminals
+    drop the least useful columns; --json prints everything.
 
     \b
     Example:
@@ -107,18 +115,27 @@ def list_runs(
         print_json(page.runs)
         return
     if not page.runs:
-        err().print("No runs found." if experiments or only_deleted else "No runs yet. Try: modelyard quickstart")
+        err().print(
+            "No runs found." if experiments or only_deleted else "No runs yet. Try: modelyard quickstart"
+        )
         return
-    out().print(runs_table(page.runs, state.client))
+    console = out()
+    console.print(runs_table(page.runs, state.client, width=console.width))
     if page.next_page_token:
         err().print(f"[{DIM}]Showing the newest {len(page.runs)}; see more with --max-results.[/]")
 
 
 @runs.command("search")
 @experiment_option
-@click.option("--filter", "-f", "filter_", metavar="EXPR", help='e.g. "metrics.acc > 0.9 AND params.model = \'cnn\'".')
 @click.option(
-    "--order-by", "-o", multiple=True, metavar="KEY [ASC|DESC]", help='e.g. "metrics.acc DESC"; repeat for more.'
+    "--filter", "-f", "filter_", metavar="EXPR", help="e.g. \"metrics.acc > 0.9 AND params.model = 'cnn'\"."
+)
+@click.option(
+    "--order-by",
+    "-o",
+    multiple=True,
+    metavar="KEY [ASC|DESC]",
+    help='e.g. "metrics.acc DESC"; repeat for more.',
 )
 @click.option("--max-results", "-n", default=100, show_default=True, help="Runs per page.")
 @click.option("--page-token", metavar="TOKEN", help="Continue from the token a previous search printed.")
@@ -147,7 +164,9 @@ def search_runs(
           --filter "metrics.accuracy > 0.9 AND params.alpha = '0.0001'" \\
           --order-by "metrics.accuracy DESC" -n 5
     """
-    page = _search(state.client, experiments, _view(show_all, False), max_results, filter_, order_by, page_token)
+    page = _search(
+        state.client, experiments, _view(show_all, False), max_results, filter_, order_by, page_token
+    )
     if as_json:
         print_json(page)
         return
@@ -155,10 +174,12 @@ def search_runs(
         err().print("No runs match.")
     else:
         referenced = [m.strip('`"') for m in _METRIC_REF.findall(" ".join([filter_ or "", *order_by]))]
-        out().print(runs_table(page.runs, state.client, preferred_metrics=referenced))
+        console = out()
+        table = runs_table(page.runs, state.client, referenced, metrics_first=True, width=console.width)
+        console.print(table)
     if page.next_page_token:
         out().print(f"Next page token: {page.next_page_token}", soft_wrap=True)
-        err().print(f"[{DIM}]More runs match; repeat the command with --page-token {page.next_page_token}[/]")
+        err().print(f"[{DIM}]More runs match: repeat the command with --page-token and this token.[/]")
 
 
 @runs.command("show")
@@ -166,7 +187,9 @@ def search_runs(
 @json_option
 @pass_state
 def show_run(state: State, run_id: str, as_json: bool) -> None:
-    """Show one run: info, params, latest metrics, tags, datasets and where its artifacts are.
+    """Show everything about one run.
+
+    Its info, params, latest metrics, datasets, tags and where its artifacts are.
 
     \b
     Example:
@@ -204,12 +227,14 @@ def _print_run(run: Run, client: Client) -> None:
         table = new_table("Param", "Value", title="Params")
         for key, value in sorted(run.data.params.items()):
             table.add_row(esc(key), esc(value))
+        console.print()
         console.print(table)
     if run.data.metrics:
         table = new_table("Metric", "Latest value", title="Metrics")
         table.columns[1].justify = "right"
         for key, num in sorted(run.data.metrics.items()):
             table.add_row(esc(key), fmt_metric(num))
+        console.print()
         console.print(table)
     if run.inputs:
         table = new_table("Dataset", "Context", "Digest", "Rows", "Source", title="Datasets")
@@ -218,6 +243,8 @@ def _print_run(run: Run, client: Client) -> None:
             source = ds.source or ds.source_type or ""
             rows_text = "" if ds.num_rows is None else str(ds.num_rows)
             table.add_row(esc(ds.name), esc(item.context or ""), ds.digest, rows_text, esc(source))
+        table.columns[4].overflow = "fold"
+        console.print()
         console.print(table)
     if run.data.tags:
         table = new_table("Tag", "Value", title="Tags")
@@ -228,15 +255,18 @@ def _print_run(run: Run, client: Client) -> None:
             table.add_row(esc(key), esc(value))
         for key, value in system:
             table.add_row(f"[{DIM}]{esc(key)}[/]", f"[{DIM}]{esc(value)}[/]")
+        console.print()
         console.print(table)
-    console.print(f"[{DIM}]Artifacts: modelyard artifacts list {info.run_id}[/]")
+    console.print(f"\n[{DIM}]Artifacts: modelyard artifacts list {info.run_id}[/]")
 
 
 @runs.command("delete")
 @click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
 @pass_state
 def delete_runs(state: State, run_ids: tuple[str, ...]) -> None:
-    """Delete runs (they can be restored until `modelyard gc` purges them).
+    """Delete one or more runs.
+
+    They can be restored until `modelyard gc` purges them.
 
     \b
     Example:

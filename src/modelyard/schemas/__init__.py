@@ -1,5 +1,6 @@
 """Pydantic v2 wire models: the one contract shared by stores, server, REST client, CLI and UI."""
 
+from modelyard.schemas.artifacts import FileInfo
 from modelyard.schemas.tracking import (
     Dataset,
     DatasetInput,
@@ -21,6 +22,7 @@ __all__ = [
     "Dataset",
     "DatasetInput",
     "Experiment",
+    "FileInfo",
     "LifecycleStage",
     "Metric",
     "MetricHistory",
