@@ -429,10 +429,10 @@ def main() -> None:
         info["warnings"].append("MLflow is not installed in this interpreter: only Modelyard was measured.")
         console.print(f"[yellow]{info['warnings'][-1]}[/]")
     results: dict[str, dict] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     try:
         for name in sides:
-            console.print(f"  [{name}] import times ...")
+            print(f"  [{name}] import times ...", flush=True)
             busy = [] if wait_idle() else list(IMPORTS[name])
             results[name] = {"busy": busy} | {
                 key: {"value": import_time(stmt, tmp)} for key, stmt in IMPORTS[name].items()

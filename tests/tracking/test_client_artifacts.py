@@ -107,3 +107,32 @@ def test_purge_removes_artifacts(client: my.Client, tmp_path: Path) -> None:
 
     root = client.get_experiment("0").artifact_location
     assert artifact_store_for(root).list(run_id) == []
+    assert run_id not in [f.path for f in artifact_store_for(root).list()]  # the run's folder is gone too
+
+
+def test_purging_one_experiment_spares_another_sharing_its_location(
+    client: my.Client, tmp_path: Path
+) -> None:
+    shared = (tmp_path / "shared").as_uri()
+    a = client.create_experiment("a", artifact_location=shared)
+    b = client.create_experiment("b", artifact_location=shared)
+    run_a = client.create_run(a).run_id
+    run_b = client.create_run(b).run_id
+    client.log_text(run_a, "a", "a.txt")
+    client.log_text(run_b, "b", "b.txt")
+    client.delete_experiment(a)
+    client.purge_experiment(a)
+    assert [f.path for f in client.list_artifacts(run_b)] == ["b.txt"]
+    assert not (tmp_path / "shared" / run_a).exists()
+
+
+def test_failed_download_leaves_no_temp_folder(client: my.Client) -> None:
+    import glob
+    import tempfile
+
+    run_id = client.create_run("0").run_id
+    pattern = str(Path(tempfile.gettempdir()) / "modelyard-*")
+    before = set(glob.glob(pattern))
+    with pytest.raises(my.NotFound):
+        client.download_artifacts(run_id, "missing.txt")
+    assert set(glob.glob(pattern)) == before

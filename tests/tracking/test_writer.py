@@ -126,3 +126,25 @@ def test_concurrent_producers_lose_nothing(tmp_path: Path) -> None:
     writer.close()
     for k in range(4):
         assert client.get_metric_history(run_id, f"k{k}").steps == list(range(2000))
+
+
+def test_ending_a_run_stores_its_buffered_points_with_the_status() -> None:
+    client, run_id = _run()
+    for i in range(10):
+        client.log_metric(run_id, "x", float(i))
+    info = client.set_terminated(run_id)
+    assert info.status == my.RunStatus.FINISHED
+    assert client.get_metric_history(run_id, "x").steps == list(range(10))
+
+
+def test_points_survive_a_failed_run_end(tmp_path: Path) -> None:
+    client, run_id = _run()
+    client.log_metric(run_id, "x", 1.0)
+    client.store.delete_run(run_id)  # the end is refused: the run is deleted
+    import pytest
+
+    with pytest.raises(my.ModelyardError):
+        client.set_terminated(run_id)
+    client.store.restore_run(run_id)
+    assert client.flush()  # the point went back to the buffer and is stored now
+    assert len(client.get_metric_history(run_id, "x")) == 1

@@ -54,8 +54,7 @@ class State:
         if self._client is None:
             return
         try:
-            self._client.flush()
-            self._client.store.close()
+            self._client.close()
         except Exception:  # closing must never hide the command's own result or error
             pass
 

@@ -33,7 +33,7 @@ def parse_age(text: str) -> int:
 def _doomed(client: Client, older_than_ms: int | None) -> tuple[list[Run], list[Experiment]]:
     cutoff = None if older_than_ms is None else int(time.time() * 1000) - older_than_ms
     # The SDK has no call that lists deleted runs across experiments; the store's gc query is the one place.
-    runs = client.store.deleted_runs(older_than=cutoff)
+    runs = client.deleted_runs(older_than=cutoff)
     experiments = [
         exp
         for exp in client.search_experiments(view_type="DELETED_ONLY", max_results=50_000)

@@ -93,6 +93,12 @@ class TrackingStore(abc.ABC):
         """Change status (a terminal status sets end_time), end time, name or description."""
 
     @abc.abstractmethod
+    def end_run(
+        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+    ) -> RunInfo:
+        """Store the run's last metric points and set its terminal status, in one transaction."""
+
+    @abc.abstractmethod
     def delete_run(self, run_id: str) -> None: ...
 
     @abc.abstractmethod

@@ -36,8 +36,7 @@ def store_class_for(uri: str) -> type[TrackingStore]:
         if ep.name == scheme:
             return ep.load()  # type: ignore[no-any-return]
     raise InvalidArgument(
-        f"Unsupported tracking URI {uri!r}: use sqlite:///path/to/file.db, "
-        "postgresql+psycopg://user@host/db or http(s)://host:port."
+        f"Unsupported tracking URI {uri!r}: use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db."
     )
 
 
@@ -48,6 +47,14 @@ def tracking_store_for(uri: str) -> TrackingStore:
         if store is None:
             store = _cache[uri] = store_class_for(uri)(uri)  # type: ignore[call-arg]
         return store
+
+
+def release(uri: str) -> None:
+    """Close and forget the shared store for `uri` (the next user opens a new one)."""
+    with _lock:
+        store = _cache.pop(uri, None)
+    if store is not None:
+        store.close()
 
 
 def clear_cache() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -121,13 +122,24 @@ class Client:
         self.store.restore_experiment(str(experiment_id))
 
     def purge_experiment(self, experiment_id: str, delete_artifacts: bool = True) -> None:
-        """Remove a deleted experiment, its runs and (by default) their artifacts for good."""
-        exp = self.store.get_experiment(str(experiment_id))
-        self.store.purge_experiment(exp.experiment_id)
-        if delete_artifacts:
-            from modelyard.artifacts import artifact_store_for
+        """Remove a deleted experiment, its runs and (by default) their artifacts for good.
 
-            artifact_store_for(exp.artifact_location).delete()
+        Only the runs' own folders are deleted, never the experiment's whole artifact location, which
+        another experiment may share."""
+        exp = self.store.get_experiment(str(experiment_id))
+        run_uris = []
+        token = None
+        while delete_artifacts:
+            page = self.store.search_runs(
+                [exp.experiment_id], max_results=10_000, page_token=token, view_type=ViewType.ALL
+            )
+            run_uris += [r.info.artifact_uri for r in page.runs]
+            token = page.next_page_token
+            if token is None:
+                break
+        self.store.purge_experiment(exp.experiment_id)
+        for uri in run_uris:
+            _delete_run_folder(uri)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         self.store.set_experiment_tag(str(experiment_id), key, str(value))
@@ -189,9 +201,18 @@ class Client:
     def set_terminated(
         self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, end_time: int | None = None
     ) -> RunInfo:
-        """Flush the run's buffered metrics, then mark it ended."""
-        self.flush()
-        return self.store.update_run(run_id, status=RunStatus(status), end_time=end_time)
+        """Store the run's buffered metrics and mark it ended, in one transaction."""
+        writer = self._writer
+        if writer is None:
+            return self.store.end_run(run_id, RunStatus(status), end_time)
+        if writer.has_spool(run_id):
+            writer.flush()  # replays what the store missed earlier
+        points = writer.take(run_id)
+        try:
+            return self.store.end_run(run_id, RunStatus(status), end_time, metrics=points)
+        except Exception:
+            writer.give_back(run_id, points)  # stored (or spooled) by the next flush, never dropped
+            raise
 
     def delete_run(self, run_id: str) -> None:
         self.store.delete_run(run_id)
@@ -200,12 +221,26 @@ class Client:
         self.store.restore_run(run_id)
 
     def purge_run(self, run_id: str, delete_artifacts: bool = True) -> None:
+        """Remove a deleted run and (by default) its artifacts for good."""
         run = self.store.get_run(run_id)
         self.store.purge_run(run_id)
         if delete_artifacts:
-            from modelyard.artifacts import artifact_store_for
+            _delete_run_folder(run.info.artifact_uri)
 
-            artifact_store_for(run.info.artifact_uri).delete()
+    def deleted_runs(self, older_than: int | None = None) -> list[Run]:
+        """Runs deleted (at or before `older_than`, ms since the epoch) and not yet purged."""
+        return self.store.deleted_runs(older_than)
+
+    def close(self) -> None:
+        """Store buffered points, stop the writer thread and release the store's connections."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._store is not None:
+            from modelyard.store.registry import release
+
+            release(self.tracking_uri)
+            self._store = None
 
     # params, metrics, tags ------------------------------------------------------------------------------
     def log_param(self, run_id: str, key: str, value: Any) -> None:
@@ -387,8 +422,23 @@ class Client:
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | Path | None = None) -> Path:
         """Download a file or folder of the run's artifacts; returns the local path."""
-        dest = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="modelyard-"))
-        return self.artifact_store(run_id).download(path, dest)
+        store = self.artifact_store(run_id)
+        if dst_path is not None:
+            return store.download(path, Path(dst_path))
+        dest = Path(tempfile.mkdtemp(prefix="modelyard-"))
+        try:
+            return store.download(path, dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)  # no empty temp folder left behind on a failed download
+            raise
+
+
+def _delete_run_folder(artifact_uri: str) -> None:
+    """Delete `<experiment location>/<run id>`, the folder that holds the run's `artifacts/`."""
+    from modelyard.artifacts import artifact_store_for
+
+    root = artifact_uri[: -len("/artifacts")] if artifact_uri.endswith("/artifacts") else artifact_uri
+    artifact_store_for(root).delete()
 
 
 def _str_dict(values: Mapping[str, Any] | None) -> dict[str, str]:

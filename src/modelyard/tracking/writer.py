@@ -46,6 +46,22 @@ class BufferedWriter:
         if size >= MAX_BATCH:
             self._wake.set()
 
+    def take(self, run_id: str) -> list[Metric]:
+        """Remove and return the run's pending points, for a caller that stores them itself."""
+        with self._lock:
+            mine = [p for p in self._pending if p[0] == run_id]
+            if mine:
+                self._pending = [p for p in self._pending if p[0] != run_id]
+        return [Metric.model_construct(key=k, value=v, step=s, timestamp=t) for _, k, v, s, t in mine]
+
+    def give_back(self, run_id: str, points: Sequence[Metric]) -> None:
+        """Return points that `take` handed out but could not be stored; the next flush handles them."""
+        with self._lock:
+            self._pending[:0] = [(run_id, m.key, m.value, m.step, m.timestamp) for m in points]
+
+    def has_spool(self, run_id: str) -> bool:
+        return self._spool_path(run_id).exists()
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:

@@ -48,7 +48,9 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        conn.connection.driver_connection.execute(
+            begin
+        )  # straight to sqlite3: this runs on every transaction
 
     return engine
 

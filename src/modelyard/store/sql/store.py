@@ -511,6 +511,22 @@ class SqlTrackingStore(TrackingStore):
                 row = self._active_run(conn, run_id)  # raises NotFound / InvalidState, or nothing to change
         return self._info(row)
 
+    def end_run(
+        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+    ) -> RunInfo:
+        status = RunStatus(status)
+        if not status.is_terminal:
+            raise InvalidArgument(f"end_run needs FINISHED, FAILED or KILLED, got {status.value}.")
+        self._validate(metrics)
+        changes = {"status": status.value, "end_time": end_time if end_time is not None else now_ms()}
+        with self._tx() as conn:
+            row = conn.execute(self._update_run, {"rid": v.validate_run_id(run_id), **changes}).first()
+            if row is None:
+                self._active_run(conn, run_id)  # raises NotFound / InvalidState
+            if metrics:
+                self._write_metrics(conn, run_id, metrics)
+        return self._info(row)
+
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         with self._tx() as conn:
             row = self._run_row(conn, run_id)
