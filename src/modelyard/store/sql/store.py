@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -36,6 +36,7 @@ from modelyard.store.base import TrackingStore
 from modelyard.store.filter import parse_filter, parse_order_by
 from modelyard.store.sql import search
 from modelyard.store.sql.engine import create_engines, ensure_schema, redact
+from modelyard.store.sql.raw import RawStatements, Record
 from modelyard.store.sql.tables import (
     datasets,
     experiment_tags,
@@ -130,8 +131,8 @@ class SqlTrackingStore(TrackingStore):
         self._ensure_default_experiment()
 
     def _prepare_statements(self) -> None:
-        """Build the hot-path statements once: constructing SQLAlchemy statements per call costs more than
-        executing them on SQLite."""
+        """Build the hot-path statements once; they run through `RawStatements` (see raw.py for why)."""
+        self._raw = RawStatements(self._write.dialect)
         self._select_run = select(runs).where(runs.c.run_uuid == bindparam("rid"))
         self._select_params = select(params.c.key, params.c.value).where(
             params.c.run_uuid == bindparam("rid"), params.c.key.in_(bindparam("keys", expanding=True))
@@ -151,7 +152,7 @@ class SqlTrackingStore(TrackingStore):
         self._select_experiment = select(experiments).where(experiments.c.experiment_id == bindparam("eid"))
         self._update_run = (
             update(runs)
-            .where(runs.c.run_uuid == bindparam("rid"), runs.c.lifecycle_stage == "active")
+            .where(runs.c.run_uuid == bindparam("rid"), runs.c.lifecycle_stage == literal_column("'active'"))
             .returning(*runs.c)
         )
         self._insert_runs, self._insert_params, self._insert_metrics = (
@@ -227,13 +228,16 @@ class SqlTrackingStore(TrackingStore):
             ) from None
         return str(experiment_id)
 
-    def _experiment_row(self, conn: Connection, experiment_id: str | int) -> Row[Any]:
-        row = conn.execute(self._select_experiment, {"eid": _experiment_int_id(experiment_id)}).first()
+    def _experiment_row(self, conn: Connection, experiment_id: str | int) -> Record:
+        rows = self._raw.fetch(
+            conn, self._raw.compile(self._select_experiment), {"eid": _experiment_int_id(experiment_id)}
+        )
+        row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"No experiment with id {experiment_id!r}.")
         return row
 
-    def _experiments(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[Experiment]:
+    def _experiments(self, conn: Connection, rows: Sequence[Row[Any] | Record]) -> list[Experiment]:
         ids = [r.experiment_id for r in rows]
         tag_map: dict[int, dict[str, str]] = {i: {} for i in ids}
         if ids:
@@ -392,10 +396,11 @@ class SqlTrackingStore(TrackingStore):
                 "description": description,
                 "lifecycle_stage": "active",
             }
-            conn.execute(self._insert_runs, values)
+            self._raw.execute_many(conn, self._raw.compile(self._insert_runs, tuple(values)), [values])
             if param_rows:  # a new run has no params yet: no immutability check needed
-                conn.execute(
-                    self._insert_params,
+                self._raw.execute_many(
+                    conn,
+                    self._raw.compile(self._insert_params),
                     [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_rows],
                 )
             self._write_batch(conn, run_id, (), (), tag_rows)
@@ -422,19 +427,20 @@ class SqlTrackingStore(TrackingStore):
             description=row.get("description"),
         )
 
-    def _run_row(self, conn: Connection, run_id: str) -> Row[Any]:
-        row = conn.execute(self._select_run, {"rid": v.validate_run_id(run_id)}).first()
+    def _run_row(self, conn: Connection, run_id: str) -> Record:
+        rows = self._raw.fetch(conn, self._raw.compile(self._select_run), {"rid": v.validate_run_id(run_id)})
+        row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"No run with id {run_id!r}.")
         return row
 
-    def _active_run(self, conn: Connection, run_id: str) -> Row[Any]:
+    def _active_run(self, conn: Connection, run_id: str) -> Record:
         row = self._run_row(conn, run_id)
         if row.lifecycle_stage != "active":
             raise InvalidState(f"Run {run_id} is deleted; restore it before logging to it.")
         return row
 
-    def _load_runs(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
+    def _load_runs(self, conn: Connection, rows: Sequence[Row[Any] | Record]) -> list[Run]:
         """Build full runs for `rows` with one query per table, not one per run."""
         ids = [r.run_uuid for r in rows]
         if not ids:
@@ -506,7 +512,7 @@ class SqlTrackingStore(TrackingStore):
             changes["description"] = description
         v.validate_run_id(run_id)
         with self._tx() as conn:
-            row = conn.execute(self._update_run, {"rid": run_id, **changes}).first() if changes else None
+            row = self._update_run_row(conn, run_id, changes) if changes else None
             if row is None:
                 row = self._active_run(conn, run_id)  # raises NotFound / InvalidState, or nothing to change
         return self._info(row)
@@ -520,12 +526,18 @@ class SqlTrackingStore(TrackingStore):
         self._validate(metrics)
         changes = {"status": status.value, "end_time": end_time if end_time is not None else now_ms()}
         with self._tx() as conn:
-            row = conn.execute(self._update_run, {"rid": v.validate_run_id(run_id), **changes}).first()
+            row = self._update_run_row(conn, v.validate_run_id(run_id), changes)
             if row is None:
                 self._active_run(conn, run_id)  # raises NotFound / InvalidState
             if metrics:
                 self._write_metrics(conn, run_id, metrics)
         return self._info(row)
+
+    def _update_run_row(self, conn: Connection, run_id: str, changes: dict[str, Any]) -> Record | None:
+        """Apply `changes` to an active run and return the updated row (None: missing or deleted)."""
+        sql = self._raw.compile(self._update_run, tuple(sorted(changes)))
+        rows = self._raw.fetch(conn, sql, {"rid": run_id, **changes})
+        return rows[0] if rows else None
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         with self._tx() as conn:
@@ -600,8 +612,9 @@ class SqlTrackingStore(TrackingStore):
             self._write_params(conn, run_id, param_rows)
         if tag_rows:
             latest_tags = {t.key: t.value for t in tag_rows}
-            conn.execute(
-                self._upsert_tags,
+            self._raw.execute_many(
+                conn,
+                self._raw.compile(self._upsert_tags),
                 [{"run_uuid": run_id, "key": k, "value": val} for k, val in latest_tags.items()],
             )
         if metric_rows:
@@ -623,11 +636,12 @@ class SqlTrackingStore(TrackingStore):
                 )
         new = [{"run_uuid": run_id, "key": k, "value": val} for k, val in wanted.items() if k not in stored]
         if new:
-            conn.execute(self._insert_params, new)
+            self._raw.execute_many(conn, self._raw.compile(self._insert_params), new)
 
     def _write_metrics(self, conn: Connection, run_id: str, metric_rows: Sequence[Metric]) -> None:
-        conn.execute(
-            self._insert_metrics,
+        self._raw.execute_many(
+            conn,
+            self._raw.compile(self._insert_metrics),
             [
                 {
                     "run_uuid": run_id,
@@ -644,8 +658,9 @@ class SqlTrackingStore(TrackingStore):
             cur = newest.get(m.key)
             if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
                 newest[m.key] = m
-        conn.execute(
-            self._upsert_latest,
+        self._raw.execute_many(
+            conn,
+            self._raw.compile(self._upsert_latest),
             [
                 {
                     "run_uuid": run_id,

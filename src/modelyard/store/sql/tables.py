@@ -137,8 +137,8 @@ run_inputs = Table(
 )
 
 # Added by revision 0002: the indexes that make search and dataset look-ups fast at 100,000 runs.
+# (Runs are found through ix_runs_experiment_start: every search names its experiments.)
 SEARCH_INDEXES = (
     Index("ix_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value),
     Index("ix_datasets_digest", datasets.c.digest),
-    Index("ix_runs_stage_start", runs.c.lifecycle_stage, runs.c.start_time),
 )

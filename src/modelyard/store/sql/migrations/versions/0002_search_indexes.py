@@ -1,4 +1,4 @@
-"""Search indexes: latest metric values by key, dataset digests, runs by lifecycle stage and start time.
+"""Search indexes: latest metric values by key, and dataset digests.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,10 +17,8 @@ depends_on = None
 def upgrade() -> None:
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
     op.create_index("ix_datasets_digest", "datasets", ["digest"])
-    op.create_index("ix_runs_stage_start", "runs", ["lifecycle_stage", "start_time"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_runs_stage_start", "runs")
     op.drop_index("ix_datasets_digest", "datasets")
     op.drop_index("ix_latest_metrics_key_value", "latest_metrics")
