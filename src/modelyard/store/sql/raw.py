@@ -27,9 +27,8 @@ class Record(dict[str, Any]):
 class RawStatements:
     def __init__(self, dialect: Dialect) -> None:
         # Named parameters work with dicts on both drivers (sqlite3 `:name`, psycopg `%(name)s`).
-        self._dialect = (
-            dialect if dialect.paramstyle in ("named", "pyformat") else type(dialect)(paramstyle="named")
-        )
+        named = dialect.paramstyle in ("named", "pyformat")
+        self._dialect = dialect if named else type(dialect)(paramstyle="named")  # type: ignore[call-arg]
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, statements are few and static
     def compile(self, stmt: ClauseElement, column_keys: tuple[str, ...] | None = None) -> str:
