@@ -49,6 +49,15 @@ class RawStatements:
             cursor.close()
 
     @staticmethod
+    def fetch_tuples(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
+
+    @staticmethod
     def execute_many(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:

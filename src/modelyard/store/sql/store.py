@@ -149,6 +149,11 @@ class SqlTrackingStore(TrackingStore):
             # Only a newer point (by step, then timestamp) replaces the latest value.
             where=(ex.step > cur.step) | ((ex.step == cur.step) & (ex.timestamp >= cur.timestamp)),
         )
+        self._select_history = (
+            select(metrics.c.step, metrics.c.value, metrics.c.timestamp)
+            .where(metrics.c.run_uuid == bindparam("rid"), metrics.c.key == bindparam("key"))
+            .order_by(metrics.c.step, metrics.c.timestamp)
+        )
         self._select_experiment = select(experiments).where(experiments.c.experiment_id == bindparam("eid"))
         self._update_run = (
             update(runs)
@@ -707,20 +712,18 @@ class SqlTrackingStore(TrackingStore):
     def get_metric_history(self, run_id: str, key: str) -> MetricHistory:
         with self._ro() as conn:
             self._run_row(conn, run_id)
-            rows = conn.execute(
-                select(metrics.c.step, metrics.c.value, metrics.c.timestamp)
-                .where(metrics.c.run_uuid == run_id, metrics.c.key == key)
-                .order_by(metrics.c.step, metrics.c.timestamp)
-            ).all()
+            rows = self._raw.fetch_tuples(
+                conn, self._raw.compile(self._select_history), {"rid": run_id, "key": key}
+            )
         if not rows:
             return MetricHistory(key=key, steps=[], values=[], timestamps=[])
-        steps, values, timestamps = zip(*rows)
-        return MetricHistory.model_construct(
-            key=key,
-            steps=list(steps),
-            values=[_float_out(x) for x in values],
-            timestamps=list(timestamps),
-        )
+        # One comprehension per column: zip(*rows) over 100,000 rows costs several times more.
+        steps = [r[0] for r in rows]
+        values = [r[1] for r in rows]
+        timestamps = [r[2] for r in rows]
+        if None in values:
+            values = [_float_out(x) for x in values]
+        return MetricHistory.model_construct(key=key, steps=steps, values=values, timestamps=timestamps)
 
     # search ----------------------------------------------------------------------------------------------
     def search_runs(
