@@ -1,16 +1,17 @@
-"""Hot-path statements compiled once and run on the DBAPI cursor.
+"""Hot-path statements compiled once and run on the DBAPI connection.
 
-SQLAlchemy's per-execution overhead (~35 µs) is larger than SQLite's own cost for the small writes that
-every run and metric batch makes, so those few statements skip it. The SQL still comes from the Core
-statements in `store.py`, compiled for the engine's dialect: one source of truth for the schema."""
+SQLAlchemy's per-execution overhead (~35 µs, more per transaction) is larger than SQLite's own cost for the
+small writes that every run and metric batch makes, so those few statements skip it. The SQL still comes
+from the Core statements in `store.py`, compiled for the engine's dialect: one source of truth."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.sql import ClauseElement
 
 
@@ -24,11 +25,22 @@ class Record(dict[str, Any]):
             raise AttributeError(name) from None
 
 
+AnyConnection = Any  # a SQLAlchemy Connection, or the driver connection of a `RawStatements.transaction`
+
+
+def _dbapi(conn: AnyConnection) -> Any:
+    """The driver connection behind a SQLAlchemy Connection, or `conn` itself when it already is one."""
+    return conn.connection.driver_connection if isinstance(conn, Connection) else conn
+
+
 class RawStatements:
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        dialect: Dialect = engine.dialect
         # Named parameters work with dicts on both drivers (sqlite3 `:name`, psycopg `%(name)s`).
         named = dialect.paramstyle in ("named", "pyformat")
         self._dialect = dialect if named else type(dialect)(paramstyle="named")  # type: ignore[call-arg]
+        self._sqlite = dialect.name == "sqlite"
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, statements are few and static
     def compile(self, stmt: ClauseElement, column_keys: tuple[str, ...] | None = None) -> str:
@@ -36,9 +48,25 @@ class RawStatements:
             stmt.compile(dialect=self._dialect, column_keys=list(column_keys) if column_keys else None)
         )
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction on a pooled driver connection; commits on success, rolls back on error."""
+        pooled = self._engine.raw_connection()
+        dbapi = pooled.driver_connection
+        try:
+            if self._sqlite:  # same lock-up-front rule as the SQLAlchemy engine (see engine.py)
+                dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            yield dbapi
+            dbapi.commit()  # type: ignore[union-attr]
+        except BaseException:
+            dbapi.rollback()  # type: ignore[union-attr]
+            raise
+        finally:
+            pooled.close()  # back to the pool
+
     @staticmethod
-    def fetch(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[Record]:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def fetch(conn: AnyConnection, sql: str, params: Mapping[str, Any]) -> list[Record]:
+        cursor = _dbapi(conn).cursor()
         try:
             cursor.execute(sql, params)
             if cursor.description is None:
@@ -49,8 +77,8 @@ class RawStatements:
             cursor.close()
 
     @staticmethod
-    def fetch_tuples(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def fetch_tuples(conn: AnyConnection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor = _dbapi(conn).cursor()
         try:
             cursor.execute(sql, params)
             return cursor.fetchall()  # type: ignore[no-any-return]
@@ -58,8 +86,8 @@ class RawStatements:
             cursor.close()
 
     @staticmethod
-    def execute_many(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    def execute_many(conn: AnyConnection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        cursor = _dbapi(conn).cursor()
         try:
             cursor.executemany(sql, rows)
         finally:

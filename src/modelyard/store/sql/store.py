@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, literal_column, select, update
@@ -36,7 +37,7 @@ from modelyard.store.base import TrackingStore
 from modelyard.store.filter import parse_filter, parse_order_by
 from modelyard.store.sql import search
 from modelyard.store.sql.engine import create_engines, ensure_schema, redact
-from modelyard.store.sql.raw import RawStatements, Record
+from modelyard.store.sql.raw import AnyConnection, RawStatements, Record
 from modelyard.store.sql.tables import (
     datasets,
     experiment_tags,
@@ -126,16 +127,17 @@ class SqlTrackingStore(TrackingStore):
         self._write, self._read = create_engines(uri)
         ensure_schema(self._write, uri)
         self._artifact_root = (default_artifact_root or config.artifact_uri()).rstrip("/")
+        self._driver_error = self._write.dialect.loaded_dbapi.OperationalError
         self._upsert = postgresql.insert if self._write.dialect.name == "postgresql" else sqlite.insert
         self._prepare_statements()
         self._ensure_default_experiment()
 
     def _prepare_statements(self) -> None:
         """Build the hot-path statements once; they run through `RawStatements` (see raw.py for why)."""
-        self._raw = RawStatements(self._write.dialect)
+        self._raw = RawStatements(self._write)
         self._select_run = select(runs).where(runs.c.run_uuid == bindparam("rid"))
         self._select_params = select(params.c.key, params.c.value).where(
-            params.c.run_uuid == bindparam("rid"), params.c.key.in_(bindparam("keys", expanding=True))
+            params.c.run_uuid == bindparam("rid")
         )
         tag_upsert = self._upsert(tags)
         self._upsert_tags = tag_upsert.on_conflict_do_update(
@@ -174,17 +176,30 @@ class SqlTrackingStore(TrackingStore):
         self._read.dispose()
 
     # transactions ----------------------------------------------------------------------------------------
-    def _tx(self) -> Any:
+    @contextlib.contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        """A database that cannot be reached (or stays locked past the busy timeout) is `Unavailable`."""
         try:
-            return self._write.begin()
-        except OperationalError as exc:
-            raise Unavailable(f"Cannot reach the tracking database {redact(self.uri)}: {exc.orig}") from None
+            yield
+        except (OperationalError, self._driver_error) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise Unavailable(f"Tracking database {redact(self.uri)} unavailable: {reason}") from None
 
-    def _ro(self) -> Any:
-        try:
-            return self._read.connect()
-        except OperationalError as exc:
-            raise Unavailable(f"Cannot reach the tracking database {redact(self.uri)}: {exc.orig}") from None
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._unavailable_as_error(), self._write.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _fast_tx(self) -> Iterator[Any]:
+        """A write transaction on the driver connection, for the hot paths (see raw.py)."""
+        with self._unavailable_as_error(), self._raw.transaction() as dbapi:
+            yield dbapi
+
+    @contextlib.contextmanager
+    def _ro(self) -> Iterator[Connection]:
+        with self._unavailable_as_error(), self._read.connect() as conn:
+            yield conn
 
     def _ensure_default_experiment(self) -> None:
         with self._tx() as conn:
@@ -233,7 +248,7 @@ class SqlTrackingStore(TrackingStore):
             ) from None
         return str(experiment_id)
 
-    def _experiment_row(self, conn: Connection, experiment_id: str | int) -> Record:
+    def _experiment_row(self, conn: AnyConnection, experiment_id: str | int) -> Record:
         rows = self._raw.fetch(
             conn, self._raw.compile(self._select_experiment), {"eid": _experiment_int_id(experiment_id)}
         )
@@ -382,7 +397,7 @@ class SqlTrackingStore(TrackingStore):
         tag_rows = [RunTag(key=k, value=str(val)) for k, val in (tags or {}).items()]
         param_rows = [Param(key=k, value=str(val)) for k, val in (params or {}).items()]
         self._validate(param_rows=param_rows, tag_rows=tag_rows)
-        with self._tx() as conn:
+        with self._fast_tx() as conn:
             exp = self._experiment_row(conn, experiment_id)
             if exp.lifecycle_stage != "active":
                 raise InvalidState(
@@ -409,21 +424,20 @@ class SqlTrackingStore(TrackingStore):
                     [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_rows],
                 )
             self._write_batch(conn, run_id, (), (), tag_rows)
-        return Run(
-            info=self._info(values),
-            data=RunData(
-                params={p.key: p.value for p in param_rows}, tags={t.key: t.value for t in tag_rows}
-            ),
+        data = RunData.model_construct(
+            metrics={}, params={p.key: p.value for p in param_rows}, tags={t.key: t.value for t in tag_rows}
         )
+        return Run.model_construct(info=self._info(values), data=data, inputs=[])
 
     @staticmethod
     def _info(r: Any) -> RunInfo:
+        """RunInfo from a stored row; trusted data, so pydantic's validation is skipped (hot path)."""
         row: Any = r if isinstance(r, dict) else r._mapping
-        return RunInfo(
+        return RunInfo.model_construct(
             run_id=row["run_uuid"],
             experiment_id=str(row["experiment_id"]),
             run_name=row["name"],
-            status=row["status"],
+            status=RunStatus(row["status"]),
             start_time=row["start_time"],
             end_time=row.get("end_time"),
             artifact_uri=row["artifact_uri"],
@@ -432,14 +446,14 @@ class SqlTrackingStore(TrackingStore):
             description=row.get("description"),
         )
 
-    def _run_row(self, conn: Connection, run_id: str) -> Record:
+    def _run_row(self, conn: AnyConnection, run_id: str) -> Record:
         rows = self._raw.fetch(conn, self._raw.compile(self._select_run), {"rid": v.validate_run_id(run_id)})
         row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"No run with id {run_id!r}.")
         return row
 
-    def _active_run(self, conn: Connection, run_id: str) -> Record:
+    def _active_run(self, conn: AnyConnection, run_id: str) -> Record:
         row = self._run_row(conn, run_id)
         if row.lifecycle_stage != "active":
             raise InvalidState(f"Run {run_id} is deleted; restore it before logging to it.")
@@ -530,7 +544,7 @@ class SqlTrackingStore(TrackingStore):
             raise InvalidArgument(f"end_run needs FINISHED, FAILED or KILLED, got {status.value}.")
         self._validate(metrics)
         changes = {"status": status.value, "end_time": end_time if end_time is not None else now_ms()}
-        with self._tx() as conn:
+        with self._fast_tx() as conn:
             row = self._update_run_row(conn, v.validate_run_id(run_id), changes)
             if row is None:
                 self._active_run(conn, run_id)  # raises NotFound / InvalidState
@@ -538,7 +552,7 @@ class SqlTrackingStore(TrackingStore):
                 self._write_metrics(conn, run_id, metrics)
         return self._info(row)
 
-    def _update_run_row(self, conn: Connection, run_id: str, changes: dict[str, Any]) -> Record | None:
+    def _update_run_row(self, conn: AnyConnection, run_id: str, changes: dict[str, Any]) -> Record | None:
         """Apply `changes` to an active run and return the updated row (None: missing or deleted)."""
         sql = self._raw.compile(self._update_run, tuple(sorted(changes)))
         rows = self._raw.fetch(conn, sql, {"rid": run_id, **changes})
@@ -601,13 +615,13 @@ class SqlTrackingStore(TrackingStore):
         tags: Sequence[RunTag] = (),
     ) -> None:
         self._validate(metrics, params, tags)
-        with self._tx() as conn:
+        with self._fast_tx() as conn:
             self._active_run(conn, run_id)
             self._write_batch(conn, run_id, metrics, params, tags)
 
     def _write_batch(
         self,
-        conn: Connection,
+        conn: AnyConnection,
         run_id: str,
         metric_rows: Sequence[Metric],
         param_rows: Sequence[Param],
@@ -625,14 +639,14 @@ class SqlTrackingStore(TrackingStore):
         if metric_rows:
             self._write_metrics(conn, run_id, metric_rows)
 
-    def _write_params(self, conn: Connection, run_id: str, param_rows: Sequence[Param]) -> None:
+    def _write_params(self, conn: AnyConnection, run_id: str, param_rows: Sequence[Param]) -> None:
         wanted: dict[str, str] = {}
         for p in param_rows:
             if wanted.setdefault(p.key, p.value) != p.value:
                 raise Conflict(
                     f"Param {p.key!r} appears twice in one batch with values {wanted[p.key]!r} and {p.value!r}."
                 )
-        stored = dict(conn.execute(self._select_params, {"rid": run_id, "keys": list(wanted)}).all())
+        stored = dict(self._raw.fetch_tuples(conn, self._raw.compile(self._select_params), {"rid": run_id}))
         for key, value in wanted.items():
             if key in stored and stored[key] != value:
                 raise Conflict(
@@ -643,7 +657,7 @@ class SqlTrackingStore(TrackingStore):
         if new:
             self._raw.execute_many(conn, self._raw.compile(self._insert_params), new)
 
-    def _write_metrics(self, conn: Connection, run_id: str, metric_rows: Sequence[Metric]) -> None:
+    def _write_metrics(self, conn: AnyConnection, run_id: str, metric_rows: Sequence[Metric]) -> None:
         self._raw.execute_many(
             conn,
             self._raw.compile(self._insert_metrics),
