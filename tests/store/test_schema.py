@@ -84,3 +84,18 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(SchemaOutdated, match="unknown"):
         SqlTrackingStore(uri)
+
+
+def test_unreachable_database_is_unavailable_not_a_traceback() -> None:
+    from modelyard.errors import Unavailable
+
+    with pytest.raises(Unavailable, match="127.0.0.1:1"):
+        SqlTrackingStore("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+
+
+def test_password_is_redacted_from_errors() -> None:
+    from modelyard.errors import Unavailable
+
+    with pytest.raises(Unavailable) as err:
+        SqlTrackingStore("postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none")
+    assert "hunter2" not in err.value.message
