@@ -89,7 +89,7 @@ def test_foreign_database_is_refused(tmp_path: Path) -> None:
 def test_unreachable_database_is_unavailable_not_a_traceback() -> None:
     from modelyard.errors import Unavailable
 
-    with pytest.raises(Unavailable, match="127.0.0.1:1"):
+    with pytest.raises(Unavailable, match=r"127\.0\.0\.1:1"):
         SqlTrackingStore("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
 
 

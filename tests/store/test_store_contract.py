@@ -252,3 +252,15 @@ def test_dataset_inputs(store: SqlTrackingStore) -> None:
     inputs = store.get_run(run.run_id).inputs
     assert sorted(i.context or "" for i in inputs) == ["training", "validation"]
     assert inputs[0].dataset == ds
+
+
+def test_latest_metrics_with_steps(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    store.log_batch(
+        run.run_id, metrics=[m("b", 1.0, step=3, ts=5), m("b", 2.0, step=9, ts=1), m("a", float("inf"))]
+    )
+    latest = store.get_latest_metrics(run.run_id)
+    assert [(x.key, x.value, x.step, x.timestamp) for x in latest] == [
+        ("a", float("inf"), 0, 0),
+        ("b", 2.0, 9, 1),
+    ]

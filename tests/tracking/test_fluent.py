@@ -175,3 +175,15 @@ def test_import_is_lazy() -> None:
     code = "import sys, modelyard; print(any(m.startswith(('sqlalchemy', 'pydantic', 'numpy')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_resumed_run_continues_its_steps_in_a_new_client() -> None:
+    with my.start_run() as first:
+        for i in range(3):
+            my.log_metric("loss", float(i))
+    other = my.Client()  # e.g. a new process resuming the run
+    other.log_metric(first.run_id, "loss", 9.0)
+    other.log_metric(first.run_id, "fresh", 1.0)
+    other.flush()
+    assert other.get_metric_history(first.run_id, "loss").steps == [0, 1, 2, 3]
+    assert other.get_metric_history(first.run_id, "fresh").steps == [0]

@@ -131,6 +131,10 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def get_metric_history(self, run_id: str, key: str) -> MetricHistory: ...
 
+    @abc.abstractmethod
+    def get_latest_metrics(self, run_id: str) -> list[Metric]:
+        """The latest point (highest step, then latest timestamp) of each of the run's metrics."""
+
     # search ----------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def search_runs(

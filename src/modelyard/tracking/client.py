@@ -48,7 +48,8 @@ class Client:
         self.tracking_uri = tracking_uri or config.tracking_uri()
         self._store: TrackingStore | None = None
         self._writer: BufferedWriter | None = None
-        self._steps: dict[tuple[str, str], int] = {}
+        self._steps: dict[tuple[str, str], int] = {}  # last step per (run, key), for auto-increment
+        self._created: set[str] = set()  # runs whose stored steps are known (created or looked up here)
         self._artifact_uris: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -182,6 +183,7 @@ class Client:
             description=description,
         )
         self._artifact_uris[run.run_id] = run.info.artifact_uri
+        self._created.add(run.run_id)
         return run
 
     def get_run(self, run_id: str) -> Run:
@@ -284,7 +286,10 @@ class Client:
 
     def _next_step(self, run_id: str, key: str, step: int | None) -> int:
         if step is None:
-            step = self._steps.get((run_id, key), -1) + 1
+            last = self._steps.get((run_id, key))
+            if last is None and run_id not in self._created:
+                last = self._stored_steps(run_id).get(key)  # a resumed run continues after its last step
+            step = 0 if last is None else last + 1
         elif isinstance(step, bool) or not isinstance(step, int):
             try:
                 step = int(step)  # numpy integers
@@ -292,6 +297,14 @@ class Client:
                 raise InvalidArgument(f"Metric {key!r}: step must be an integer, got {step!r}.") from None
         self._steps[(run_id, key)] = step
         return step
+
+    def _stored_steps(self, run_id: str) -> dict[str, int]:
+        """Last stored step per metric of a run this client did not create (fetched once per run)."""
+        self._created.add(run_id)
+        steps = {m.key: m.step for m in self.store.get_latest_metrics(run_id)}
+        for key, step in steps.items():
+            self._steps.setdefault((run_id, key), step)
+        return steps
 
     def log_batch(
         self,

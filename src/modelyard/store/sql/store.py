@@ -739,6 +739,21 @@ class SqlTrackingStore(TrackingStore):
             values = [_float_out(x) for x in values]
         return MetricHistory.model_construct(key=key, steps=steps, values=values, timestamps=timestamps)
 
+    def get_latest_metrics(self, run_id: str) -> list[Metric]:
+        with self._ro() as conn:
+            self._run_row(conn, run_id)
+            rows = conn.execute(
+                select(
+                    latest_metrics.c.key,
+                    latest_metrics.c.value,
+                    latest_metrics.c.step,
+                    latest_metrics.c.timestamp,
+                )
+                .where(latest_metrics.c.run_uuid == run_id)
+                .order_by(latest_metrics.c.key)
+            ).all()
+        return [Metric(key=k, value=_float_out(val), step=step, timestamp=ts) for k, val, step, ts in rows]
+
     # search ----------------------------------------------------------------------------------------------
     def search_runs(
         self,
