@@ -39,7 +39,7 @@ SETTINGS: dict[str, Setting] = {
             "tracking_uri",
             str,
             lambda: f"sqlite:///{_home() / 'modelyard.db'}",
-            "Metadata store: sqlite:///path, postgresql+psycopg://..., or http(s)://server.",
+            "Metadata store: sqlite:///path or postgresql+psycopg://user@host/db.",
         ),
         Setting(
             "artifact_uri",

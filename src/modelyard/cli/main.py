@@ -50,7 +50,7 @@ class ModelyardGroup(click.Group):
     "--tracking-uri",
     envvar="MODELYARD_TRACKING_URI",
     metavar="URI",
-    help="Tracking store: sqlite:///path, postgresql+psycopg://..., or http(s)://server "
+    help="Tracking store: sqlite:///path or postgresql+psycopg://user@host/db "
     "[env: MODELYARD_TRACKING_URI; default: the local store in MODELYARD_HOME (~/.modelyard)].",
 )
 @click.pass_context
