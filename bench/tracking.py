@@ -218,6 +218,7 @@ def bench_log_batch(side, exp: str, total: int, size: int) -> dict:
 
 
 def bench_runs(side, exp: str, n: int, end: bool = True) -> dict:
+    """One pass: repeating it would leave more runs in one store than in the other, and slow its searches."""
     data = list(run_data(n))
     t = time.perf_counter()
     for params, tags, points in data:
@@ -402,7 +403,7 @@ def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
         "its own, against its own fresh embedded SQLite store (MLflow: `MlflowClient` on its local `sqlite:///` store,",
         "telemetry off since this machine has no internet). Both log the same data from the same seeds; store set-up is",
         "not timed, and each workload waits until the machine is idle. Throughputs include building the metric objects;",
-        "each is one pass, or the median of 3 to 10 passes (until they add up to 2 s) when a pass is shorter. Search: median of",
+        "each is one pass, or the median of 3 to 10 passes adding up to 2 s when a pass is shorter. Search: median of",
         f"{s['search_reps']} calls after 2 warm-ups; metric history: median of {s['history_reps']} calls. "
         "“Faster by” is MLflow's time over Modelyard's.",
         f"Search sanity check: {info['search_check']}.",

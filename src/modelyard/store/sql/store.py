@@ -467,23 +467,24 @@ class SqlTrackingStore(TrackingStore):
         data: dict[str, dict[str, dict[str, Any]]] = {
             i: {"metrics": {}, "params": {}, "tags": {}} for i in ids
         }
+        # .all() fetches in one call; iterating a result fetches row by row through SQLAlchemy.
         for rid, key, value in conn.execute(
             select(latest_metrics.c.run_uuid, latest_metrics.c.key, latest_metrics.c.value).where(
                 latest_metrics.c.run_uuid.in_(ids)
             )
-        ):
+        ).all():
             data[rid]["metrics"][key] = _float_out(value)
         for table, kind in ((params, "params"), (tags, "tags")):
             for rid, key, value in conn.execute(
                 select(table.c.run_uuid, table.c.key, table.c.value).where(table.c.run_uuid.in_(ids))
-            ):
+            ).all():
                 data[rid][kind][key] = value
         inputs: dict[str, list[DatasetInput]] = {i: [] for i in ids}
         for r in conn.execute(
             select(run_inputs.c.run_uuid, run_inputs.c.context, datasets)
             .join(datasets, datasets.c.dataset_id == run_inputs.c.dataset_id)
             .where(run_inputs.c.run_uuid.in_(ids))
-        ):
+        ).all():
             inputs[r.run_uuid].append(
                 DatasetInput(
                     context=r.context or None,
@@ -497,8 +498,13 @@ class SqlTrackingStore(TrackingStore):
                     ),
                 )
             )
-        return [
-            Run(info=self._info(r), data=RunData(**data[r.run_uuid]), inputs=inputs[r.run_uuid]) for r in rows
+        return [  # stored data: skip pydantic's validation
+            Run.model_construct(
+                info=self._info(r),
+                data=RunData.model_construct(**data[r.run_uuid]),
+                inputs=inputs[r.run_uuid],
+            )
+            for r in rows
         ]
 
     def get_run(self, run_id: str) -> Run:
