@@ -501,7 +501,7 @@ class SqlTrackingStore(TrackingStore):
         return [  # stored data: skip pydantic's validation
             Run.model_construct(
                 info=self._info(r),
-                data=RunData.model_construct(**data[r.run_uuid]),
+                data=RunData.model_construct(None, **data[r.run_uuid]),
                 inputs=inputs[r.run_uuid],
             )
             for r in rows
