@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.store.base import TrackingStore
 from modelyard.store.sql.store import SqlTrackingStore
 
 
@@ -28,8 +29,19 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def store(store_uri: str, tmp_path: Path) -> Iterator[SqlTrackingStore]:
-    s = SqlTrackingStore(store_uri, default_artifact_root=(tmp_path / "artifacts").as_uri())
+@pytest.fixture(params=["direct", "rest"])
+def store(request: pytest.FixtureRequest, store_uri: str, tmp_path: Path) -> Iterator[TrackingStore]:
+    """The store itself, and the same store behind the REST API (server app in-process, RestStore client)."""
+    artifacts = (tmp_path / "artifacts").as_uri()
+    if request.param == "direct":
+        s: TrackingStore = SqlTrackingStore(store_uri, default_artifact_root=artifacts)
+    else:
+        from starlette.testclient import TestClient
+
+        from modelyard.server import ServerSettings, create_app
+        from modelyard.store.rest import RestStore
+
+        app = create_app(ServerSettings(backend_store_uri=store_uri, artifacts_uri=artifacts))
+        s = RestStore("http://testserver", client=TestClient(app), retries=0)
     yield s
     s.close()

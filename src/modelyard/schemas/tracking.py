@@ -40,7 +40,8 @@ class ViewType(str, Enum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and ±inf travel as the strings "NaN", "Infinity", "-Infinity": metrics keep them, JSON has no token.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
 
 class Experiment(_Model):
@@ -78,7 +79,7 @@ class Dataset(_Model):
     schema_: dict[str, str] | None = Field(default=None, alias="schema")
     num_rows: int | None = None
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, ser_json_inf_nan="strings")
 
 
 class DatasetInput(_Model):

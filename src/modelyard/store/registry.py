@@ -18,6 +18,8 @@ _BUILTIN = {
     "postgresql": "modelyard.store.sql.store:SqlTrackingStore",
     "postgresql+psycopg": "modelyard.store.sql.store:SqlTrackingStore",
     "postgres": "modelyard.store.sql.store:SqlTrackingStore",
+    "http": "modelyard.store.rest:RestStore",
+    "https": "modelyard.store.rest:RestStore",
 }
 _cache: dict[str, TrackingStore] = {}
 _lock = threading.Lock()
@@ -36,7 +38,8 @@ def store_class_for(uri: str) -> type[TrackingStore]:
         if ep.name == scheme:
             return ep.load()  # type: ignore[no-any-return]
     raise InvalidArgument(
-        f"Unsupported tracking URI {uri!r}: use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db."
+        f"Unsupported tracking URI {uri!r}: use sqlite:///path/to/file.db, postgresql+psycopg://user@host/db "
+        "or http(s)://host:port (a Modelyard server)."
     )
 
 

@@ -1,0 +1,150 @@
+"""`create_app(settings)`: the tracking server's ASGI app. Every route calls the store behind one interface;
+every error leaves as `{"error_code", "message"}` with the status its `ModelyardError` class names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelyard import __version__, config
+from modelyard.errors import ModelyardError, PayloadTooLarge
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    backend_store_uri: str | None = None  # default: MODELYARD_TRACKING_URI / the embedded store
+    artifacts_uri: str | None = None  # default root for new experiments' artifacts
+    max_body_mb: float = 64.0
+
+
+def error_response(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error_code": code, "message": message}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413 before reading them (declared or streamed size)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise PayloadTooLarge(self._message())
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except PayloadTooLarge:
+            await self._refuse(send)
+
+    def _message(self) -> str:
+        return (
+            f"Request body over the server's limit of {self.max_bytes / 2**20:g} MB; send smaller batches "
+            "(or start the server with a larger --max-body-mb)."
+        )
+
+    async def _refuse(self, send: Send) -> None:
+        response = error_response(PayloadTooLarge.code, self._message(), PayloadTooLarge.http_status)
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - a response never reads the request
+    return {"type": "http.disconnect"}
+
+
+def _describe(errors: list[Any]) -> str:
+    """Pydantic/FastAPI validation errors as one readable sentence per problem."""
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        if e.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})")
+        else:
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "Invalid request: " + "; ".join(parts) + more + "."
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    from modelyard.server.routes import experiments, runs
+    from modelyard.store.registry import store_class_for
+
+    settings = settings or ServerSettings()
+    uri = settings.backend_store_uri or config.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        from modelyard.errors import InvalidArgument
+
+        raise InvalidArgument(
+            "The server's --backend-store-uri must be a database (sqlite:/// or postgresql://)."
+        )
+    store = store_class_for(uri)(uri, default_artifact_root=settings.artifacts_uri)  # type: ignore[call-arg]
+
+    app = FastAPI(
+        title="Modelyard tracking API",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.store = store
+    app.state.settings = settings
+
+    @app.exception_handler(ModelyardError)
+    async def _modelyard_error(_: Request, exc: ModelyardError) -> JSONResponse:
+        return error_response(exc.code, exc.message, exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response("INVALID_PARAMETER_VALUE", _describe(list(exc.errors())), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+        return error_response(code, str(exc.detail), exc.status_code)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"])
+    def ready() -> dict[str, str]:
+        """The process is up and its store answers."""
+        store.search_experiments(max_results=1)
+        return {"status": "ready"}
+
+    app.include_router(experiments.router, prefix="/api/v1")
+    app.include_router(runs.router, prefix="/api/v1")
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
+    app.router.on_shutdown.append(store.close)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for `modelyard server`: settings come from MODELYARD_SERVER_* variables (one per worker)."""
+    env = os.environ
+    return create_app(
+        ServerSettings(
+            backend_store_uri=env.get("MODELYARD_SERVER_BACKEND_STORE_URI") or None,
+            artifacts_uri=env.get("MODELYARD_SERVER_ARTIFACTS_URI") or None,
+            max_body_mb=float(env.get("MODELYARD_SERVER_MAX_BODY_MB") or 64),
+        )
+    )

@@ -1,0 +1,308 @@
+"""The tracking store over HTTP: the same `TrackingStore` interface, served by `modelyard server`.
+
+One pooled keep-alive connection set per store; connection errors, timeouts and 503s are retried with
+exponential backoff, and what still fails raises `Unavailable`, which the buffered writer spools."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from modelyard import config
+from modelyard.errors import InvalidArgument, Unavailable, error_for_code
+from modelyard.schemas import (
+    DatasetInput,
+    Experiment,
+    Metric,
+    MetricHistory,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    SearchRunsPage,
+    ViewType,
+)
+from modelyard.schemas.api import (
+    CreateExperiment,
+    CreateRun,
+    EndRun,
+    ExperimentId,
+    ExperimentList,
+    LogBatch,
+    LogInputs,
+    MetricList,
+    RenameExperiment,
+    SearchRuns,
+    TagValue,
+    UpdateRun,
+)
+from modelyard.store.base import TrackingStore
+
+RETRY_STATUSES = {502, 503, 504}
+B = TypeVar("B", bound=BaseModel)
+
+
+class RestStore(TrackingStore):
+    def __init__(
+        self,
+        uri: str,
+        client: httpx.Client | None = None,
+        retries: int = 6,
+        backoff: float = 0.25,
+        timeout: float = 30.0,
+    ) -> None:
+        self.uri = uri.rstrip("/")
+        headers = {"User-Agent": "modelyard-client"}
+        token = config.get("token")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = client or httpx.Client(
+            base_url=self.uri,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+        )
+        self._retries = int(os.environ.get("MODELYARD_HTTP_RETRIES", retries))
+        self._backoff = backoff
+
+    def __repr__(self) -> str:
+        return f"RestStore({self.uri!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # transport -------------------------------------------------------------------------------------------
+    def _call(
+        self, method: str, path: str, body: BaseModel | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        content = body.model_dump_json(by_alias=True, exclude_none=False) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        delay = self._backoff
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._http.request(
+                    method, "/api/v1" + path, content=content, headers=headers, params=params
+                )
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                if attempt == self._retries:
+                    raise Unavailable(f"Cannot reach the Modelyard server at {self.uri}: {exc}") from None
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == self._retries:
+                    return self._result(response)
+                delay = max(delay, _retry_after(response))
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _result(self, response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json() if response.content else None
+        try:
+            body = response.json()
+            code, message = body["error_code"], body["message"]
+        except Exception:
+            code, message = (
+                "INTERNAL_ERROR",
+                f"HTTP {response.status_code} from {self.uri}: {response.text[:300]}",
+            )
+        if response.status_code in RETRY_STATUSES:
+            raise Unavailable(message)
+        raise error_for_code(code)(message)
+
+    # experiments -----------------------------------------------------------------------------------------
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        body = _make(CreateExperiment, name=name, artifact_location=artifact_location, tags=tags)
+        return ExperimentId.model_validate(self._call("POST", "/experiments", body)).experiment_id
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return Experiment.model_validate(self._call("GET", f"/experiments/{_seg(experiment_id)}"))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        from modelyard.errors import NotFound
+
+        try:
+            return Experiment.model_validate(
+                self._call("GET", f"/experiments/by-name/{_seg(name, path=True)}")
+            )
+        except NotFound:
+            return None
+
+    def search_experiments(
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        max_results: int = 1000,
+    ) -> list[Experiment]:
+        params: dict[str, Any] = {"view_type": ViewType(view_type).value, "max_results": max_results}
+        if name_like:
+            params["name_like"] = name_like
+        return ExperimentList.model_validate(self._call("GET", "/experiments", params=params)).experiments
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        self._call("PATCH", f"/experiments/{_seg(experiment_id)}", _make(RenameExperiment, name=new_name))
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._call("POST", f"/experiments/{_seg(experiment_id)}/delete")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._call("POST", f"/experiments/{_seg(experiment_id)}/restore")
+
+    def purge_experiment(self, experiment_id: str) -> None:
+        self._call("POST", f"/experiments/{_seg(experiment_id)}/purge")
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        self._call(
+            "PUT",
+            f"/experiments/{_seg(experiment_id)}/tags/{_seg(key, path=True)}",
+            _make(TagValue, value=value),
+        )
+
+    # runs ------------------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment_id: str,
+        run_name: str | None = None,
+        start_time: int | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        description: str | None = None,
+    ) -> Run:
+        body = _make(
+            CreateRun,
+            experiment_id=str(experiment_id),
+            run_name=run_name,
+            start_time=start_time,
+            parent_run_id=parent_run_id,
+            tags=tags,
+            params=params,
+            description=description,
+        )
+        return Run.model_validate(self._call("POST", "/runs", body))
+
+    def get_run(self, run_id: str) -> Run:
+        return Run.model_validate(self._call("GET", f"/runs/{_run(run_id)}"))
+
+    def update_run(
+        self,
+        run_id: str,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+        description: str | None = None,
+    ) -> RunInfo:
+        body = _make(UpdateRun, status=status, end_time=end_time, run_name=run_name, description=description)
+        return RunInfo.model_validate(self._call("PATCH", f"/runs/{_run(run_id)}", body))
+
+    def end_run(
+        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+    ) -> RunInfo:
+        body = _make(EndRun, status=status, end_time=end_time, metrics=list(metrics))
+        return RunInfo.model_validate(self._call("POST", f"/runs/{_run(run_id)}/end", body))
+
+    def delete_run(self, run_id: str) -> None:
+        self._call("POST", f"/runs/{_run(run_id)}/delete")
+
+    def restore_run(self, run_id: str) -> None:
+        self._call("POST", f"/runs/{_run(run_id)}/restore")
+
+    def purge_run(self, run_id: str) -> None:
+        self._call("POST", f"/runs/{_run(run_id)}/purge")
+
+    def deleted_runs(self, older_than: int | None = None) -> list[Run]:
+        params = {"older_than": older_than} if older_than is not None else None
+        return SearchRunsPage.model_validate(self._call("GET", "/runs/deleted", params=params)).runs
+
+    # logging ---------------------------------------------------------------------------------------------
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        body = _make(LogBatch, metrics=list(metrics), params=list(params), tags=list(tags))
+        self._call("POST", f"/runs/{_run(run_id)}/log-batch", body)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._call("DELETE", f"/runs/{_run(run_id)}/tags/{_seg(key, path=True)}")
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        self._call("POST", f"/runs/{_run(run_id)}/inputs", _make(LogInputs, inputs=list(inputs)))
+
+    def get_metric_history(self, run_id: str, key: str, max_points: int | None = None) -> MetricHistory:
+        params = {"max_points": max_points} if max_points else None
+        data = self._call(
+            "GET", f"/runs/{_run(run_id)}/metrics/{_seg(key, path=True)}/history", params=params
+        )
+        return MetricHistory.model_validate(data)
+
+    def get_latest_metrics(self, run_id: str) -> list[Metric]:
+        return MetricList.model_validate(self._call("GET", f"/runs/{_run(run_id)}/metrics")).metrics
+
+    # search ----------------------------------------------------------------------------------------------
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+    ) -> SearchRunsPage:
+        from modelyard.store.validation import validate_max_results
+
+        validate_max_results(max_results)
+        ids = [experiment_ids] if isinstance(experiment_ids, (str, int)) else list(experiment_ids)
+        body = _make(
+            SearchRuns,
+            experiment_ids=[str(i) for i in ids],
+            filter=filter_string,
+            order_by=list(order_by) if order_by else None,
+            max_results=max_results,
+            page_token=page_token,
+            view_type=view_type,
+        )
+        return SearchRunsPage.model_validate(self._call("POST", "/runs/search", body))
+
+
+def _make(model: type[B], **fields: Any) -> B:
+    """Build a request body; a value of the wrong type is the caller's InvalidArgument, not a crash."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidArgument(f"Invalid value: {problems}.") from None
+
+
+def _run(run_id: str) -> str:
+    from modelyard.store.validation import validate_run_id
+
+    return validate_run_id(run_id)  # checked here: a malformed id must not turn into another URL
+
+
+def _seg(value: str, path: bool = False) -> str:
+    """A URL path segment (keys may contain '/', kept as separators for the server's {key:path} routes)."""
+    from urllib.parse import quote
+
+    text = str(value)
+    if not text:
+        raise InvalidArgument("An empty id or key cannot be sent to the server.")
+    return quote(text, safe="/" if path else "")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", 0)), 30.0)
+    except ValueError:
+        return 0.0
