@@ -1,0 +1,58 @@
+"""A real `modelyard server` process on a free loopback port, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, backend_uri: str, artifacts: Path, port: int | None = None, workers: int = 1) -> None:
+        self.backend_uri, self.artifacts, self.workers = backend_uri, artifacts, workers
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        cli = Path(sys.executable).with_name("modelyard")
+        self.process = subprocess.Popen(
+            [str(cli), "server", "--port", str(self.port), "--workers", str(self.workers),
+             "--backend-store-uri", self.backend_uri, "--artifacts-uri", str(self.artifacts)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                out = self.process.stdout.read().decode() if self.process.stdout else ""
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{out}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

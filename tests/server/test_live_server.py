@@ -1,0 +1,118 @@
+"""A real uvicorn server process: the SDK and CLI over HTTP, a restart in the middle of training, and
+16 concurrent clients that lose nothing."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import modelyard as my
+from tests.server.live import LiveServer
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'server.db'}"
+    from tests.store.conftest import _reset_postgres
+
+    url: str = request.getfixturevalue("postgres_url")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def server(backend: str, tmp_path: Path) -> Iterator[LiveServer]:
+    live = LiveServer(backend, tmp_path / "artifacts").start()
+    yield live
+    live.stop()
+
+
+def test_fluent_api_and_cli_over_http(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", server.url)
+    with my.start_run(experiment="remote", params={"lr": 0.1}) as run:
+        for i in range(500):
+            my.log_metric("loss", 1 / (i + 1))
+        my.log_text("hello", "notes.txt")
+    client = my.Client()
+    got = client.get_run(run.run_id)
+    assert got.info.status == my.RunStatus.FINISHED and got.data.params == {"lr": "0.1"}
+    assert len(client.get_metric_history(run.run_id, "loss")) == 500
+    assert [r.run_id for r in my.search_runs("remote", "params.lr = '0.1'")] == [run.run_id]
+    from click.testing import CliRunner
+
+    from modelyard.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["runs", "show", run.run_id, "--json"])
+    assert result.exit_code == 0 and run.run_id in result.output
+
+
+def test_server_restart_mid_training_loses_no_point(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = LiveServer(backend, tmp_path / "artifacts").start()
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", live.url)
+    monkeypatch.setenv("MODELYARD_HTTP_RETRIES", "1")  # give up fast, so the points go to the spool
+    client = my.Client()
+    run_id = client.create_run("0").run_id
+    for i in range(1000):
+        client.log_metric(run_id, "x", float(i), step=i)
+    assert client.flush()
+    live.stop()
+    for i in range(1000, 2000):  # the server is down: training goes on
+        client.log_metric(run_id, "x", float(i), step=i)
+    assert client.flush() is False  # spooled, not lost
+    live.start()
+    for i in range(2000, 3000):
+        client.log_metric(run_id, "x", float(i), step=i)
+    assert client.flush() is True
+    client.set_terminated(run_id)
+    assert client.get_metric_history(run_id, "x").steps == list(range(3000))
+    live.stop()
+
+
+POINTS_PER_CLIENT = 100_000
+CLIENTS = 16
+
+
+def _load_client(url: str, run_id: str, worker: int) -> None:
+    from modelyard.schemas import Metric
+
+    client = my.Client(url)
+    now = int(time.time() * 1000)
+    batch = 10_000
+    for start in range(0, POINTS_PER_CLIENT, batch):
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric(key=f"w{worker}", value=float(i), step=i, timestamp=now)
+                for i in range(start, start + batch)
+            ],
+        )
+
+
+@pytest.mark.slow
+def test_sixteen_concurrent_clients_lose_nothing(tmp_path: Path) -> None:
+    live = LiveServer(f"sqlite:///{tmp_path / 'load.db'}", tmp_path / "artifacts").start()
+    try:
+        run_id = my.Client(live.url).create_run("0").run_id
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_load_client, args=(live.url, run_id, w)) for w in range(CLIENTS)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(600)
+        assert [p.exitcode for p in procs] == [0] * CLIENTS
+        client = my.Client(live.url)
+        for w in range(CLIENTS):
+            hist = client.get_metric_history(
+                run_id,
+                f"w{w}",
+            )
+            assert len(hist) == POINTS_PER_CLIENT and hist.steps[-1] == POINTS_PER_CLIENT - 1, w
+    finally:
+        live.stop()
