@@ -83,6 +83,49 @@ def _describe(errors: list[Any]) -> str:
     return "Invalid request: " + "; ".join(parts) + more + "."
 
 
+ERROR_STATUSES = {
+    400: "Invalid input: the message says what to fix",
+    401: "Authentication required",
+    403: "Permission denied",
+    404: "No such resource (or endpoint)",
+    405: "Method not allowed on this endpoint",
+    409: "Conflicts with stored state (name taken, param already set to another value)",
+    413: "Request body over the server's limit",
+    503: "The store is unavailable; retry later",
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The spec lists the error responses every route can give (one body shape) instead of FastAPI's 422,
+    which this server never sends: validation errors are 400s like every other bad input."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Error"] = {
+            "type": "object",
+            "required": ["error_code", "message"],
+            "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+        }
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for operations in spec["paths"].values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for status, description in ERROR_STATUSES.items():
+                    responses.setdefault(str(status), {"description": description, **error})
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     from modelyard.server.routes import experiments, runs
     from modelyard.store.registry import store_class_for
@@ -131,6 +174,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         store.search_experiments(max_results=1)
         return {"status": "ready"}
 
+    _document_errors(app)
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(runs.router, prefix="/api/v1")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
