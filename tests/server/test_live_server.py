@@ -116,3 +116,24 @@ def test_sixteen_concurrent_clients_lose_nothing(tmp_path: Path) -> None:
             assert len(hist) == POINTS_PER_CLIENT and hist.steps[-1] == POINTS_PER_CLIENT - 1, w
     finally:
         live.stop()
+
+
+def test_multi_worker_server_answers_small_requests_without_nagle_delay(tmp_path: Path) -> None:
+    """Without TCP_NODELAY each keep-alive response waits ~40 ms for a delayed ACK (see server/protocol.py)."""
+    import statistics
+
+    import httpx
+
+    live = LiveServer(f"sqlite:///{tmp_path / 'w.db'}", tmp_path / "artifacts", workers=2).start()
+    try:
+        with httpx.Client(base_url=live.url) as http:
+            for _ in range(10):
+                http.get("/api/v1/experiments/0")
+            samples = []
+            for _ in range(40):
+                start = time.perf_counter()
+                assert http.get("/api/v1/experiments/0").status_code == 200
+                samples.append(time.perf_counter() - start)
+        assert statistics.median(samples) < 0.02, f"median {statistics.median(samples) * 1000:.1f} ms"
+    finally:
+        live.stop()

@@ -90,6 +90,7 @@ def server(
         if value:
             os.environ[name] = value
     from modelyard.server.app import app_from_env
+    from modelyard.server.protocol import NoDelayHttpProtocol
 
     app_from_env()  # fail here, with a clean message, if the store cannot be opened
     err().print(
@@ -101,6 +102,7 @@ def server(
         host=host,
         port=port,
         workers=workers,
+        http=NoDelayHttpProtocol,
         log_level="warning",
         access_log=False,
     )
