@@ -264,3 +264,31 @@ def test_latest_metrics_with_steps(store: SqlTrackingStore) -> None:
         ("a", float("inf"), 0, 0),
         ("b", 2.0, 9, 1),
     ]
+
+
+@pytest.mark.parametrize("bad", ["nul\x00byte", "lone\ud800surrogate"])
+def test_text_the_database_cannot_store_is_refused(store: SqlTrackingStore, bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        store.create_experiment(bad)
+    run = store.create_run("0")
+    with pytest.raises(InvalidArgument):
+        store.log_batch(run.run_id, params=[Param(key="p", value=bad)])
+    with pytest.raises(InvalidArgument):
+        store.log_batch(run.run_id, tags=[RunTag(key="t", value=bad)])
+    with pytest.raises(InvalidArgument):
+        store.create_run("0", run_name=bad)
+    with pytest.raises(InvalidArgument):
+        store.search_runs(["0"], f"params.p = '{bad}'")
+    assert store.get_run(run.run_id).data.params == {}
+
+
+def test_integers_beyond_64_bits_are_refused(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    with pytest.raises(InvalidArgument):
+        store.get_experiment(str(2**64))
+    with pytest.raises(InvalidArgument):
+        store.log_batch(run.run_id, metrics=[m("x", 1.0, step=2**63)])
+    with pytest.raises(InvalidArgument):
+        store.deleted_runs(older_than=2**70)
+    with pytest.raises(InvalidArgument):
+        store.create_run("0", start_time=-(2**64))

@@ -37,6 +37,7 @@ def validate_key(kind: str, key: object) -> str:
 
 
 def validate_param_value(key: str, value: str) -> str:
+    validate_text(f"Param {key!r}", value)
     if len(value) > MAX_PARAM_VALUE_LENGTH:
         raise InvalidArgument(
             f"Param {key!r} has a {len(value)}-character value; the limit is {MAX_PARAM_VALUE_LENGTH}. "
@@ -46,6 +47,7 @@ def validate_param_value(key: str, value: str) -> str:
 
 
 def validate_tag_value(key: str, value: str) -> str:
+    validate_text(f"Tag {key!r}", value)
     if len(value) > MAX_TAG_VALUE_LENGTH:
         raise InvalidArgument(
             f"Tag {key!r} has a {len(value)}-character value; the limit is {MAX_TAG_VALUE_LENGTH}."
@@ -67,11 +69,40 @@ def validate_metric_value(key: str, value: object) -> float:
     raise InvalidArgument(f"Metric {key!r} value {value!r} is not a valid float.")  # pragma: no cover
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def validate_int64(what: str, value: int) -> int:
+    """Steps, timestamps and ids are stored as 64-bit integers."""
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidArgument(
+            f"{what} must be an integer between {INT64_MIN} and {INT64_MAX}, got {value!r}."
+        )
+    return value
+
+
+def validate_text(what: str, value: str | None) -> str | None:
+    """Text the databases can store: no NUL character (PostgreSQL refuses it), valid Unicode (no lone
+    surrogate halves, which cannot be encoded as UTF-8)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise InvalidArgument(f"{what} contains a NUL character (\\x00); remove it.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"{what} is not valid Unicode (it contains a lone surrogate); fix its encoding."
+        ) from None
+    return value
+
+
 def validate_experiment_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidArgument(f"Experiment name must be a non-empty string, got {name!r}.")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidArgument(f"Experiment name is {len(name)} characters; the limit is {MAX_NAME_LENGTH}.")
+    validate_text("Experiment name", name)
     return name
 
 

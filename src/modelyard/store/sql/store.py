@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from modelyard import config
 from modelyard.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NotFound, Unavailable
@@ -114,7 +114,10 @@ def _float_in(value: float) -> float | None:
 
 def _experiment_int_id(experiment_id: str | int) -> int:
     try:
-        return int(experiment_id)
+        value = int(experiment_id)
+        if not 0 <= value <= v.INT64_MAX:
+            raise ValueError
+        return value
     except (TypeError, ValueError):
         raise InvalidArgument(
             f"Invalid experiment id {experiment_id!r}: experiment ids are integers such as '1'."
@@ -128,6 +131,7 @@ class SqlTrackingStore(TrackingStore):
         ensure_schema(self._write, uri)
         self._artifact_root = (default_artifact_root or config.artifact_uri()).rstrip("/")
         self._driver_error = self._write.dialect.loaded_dbapi.OperationalError
+        self._driver_data_error = self._write.dialect.loaded_dbapi.DataError
         self._upsert = postgresql.insert if self._write.dialect.name == "postgresql" else sqlite.insert
         self._prepare_statements()
         self._ensure_default_experiment()
@@ -184,6 +188,10 @@ class SqlTrackingStore(TrackingStore):
         except (OperationalError, self._driver_error) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise Unavailable(f"Tracking database {redact(self.uri)} unavailable: {reason}") from None
+        except (DataError, self._driver_data_error, UnicodeEncodeError, OverflowError) as exc:
+            # Backstop for values the validators let through but the database refuses: the caller's mistake.
+            reason = getattr(exc, "orig", None) or exc
+            raise InvalidArgument(f"The database refused a value: {reason}") from None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -217,6 +225,7 @@ class SqlTrackingStore(TrackingStore):
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
     ) -> str:
         v.validate_experiment_name(name)
+        v.validate_text("artifact_location", artifact_location)
         for key, value in (tags or {}).items():
             v.validate_tag_value(v.validate_key("Tag", key), value)
         now = now_ms()
@@ -394,6 +403,10 @@ class SqlTrackingStore(TrackingStore):
         description: str | None = None,
     ) -> Run:
         run_id = uuid.uuid4().hex
+        v.validate_text("Run name", run_name)
+        v.validate_text("Run description", description)
+        if start_time is not None:
+            v.validate_int64("start_time", start_time)
         tag_rows = [RunTag(key=k, value=str(val)) for k, val in (tags or {}).items()]
         param_rows = [Param(key=k, value=str(val)) for k, val in (params or {}).items()]
         self._validate(param_rows=param_rows, tag_rows=tag_rows)
@@ -530,11 +543,11 @@ class SqlTrackingStore(TrackingStore):
             if RunStatus(status).is_terminal:
                 changes["end_time"] = end_time if end_time is not None else now_ms()
         if end_time is not None:
-            changes["end_time"] = end_time
+            changes["end_time"] = v.validate_int64("end_time", end_time)
         if run_name is not None:
-            changes["name"] = run_name
+            changes["name"] = v.validate_text("Run name", run_name)
         if description is not None:
-            changes["description"] = description
+            changes["description"] = v.validate_text("Run description", description)
         v.validate_run_id(run_id)
         with self._tx() as conn:
             row = self._update_run_row(conn, run_id, changes) if changes else None
@@ -549,7 +562,10 @@ class SqlTrackingStore(TrackingStore):
         if not status.is_terminal:
             raise InvalidArgument(f"end_run needs FINISHED, FAILED or KILLED, got {status.value}.")
         self._validate(metrics)
-        changes = {"status": status.value, "end_time": end_time if end_time is not None else now_ms()}
+        changes = {
+            "status": status.value,
+            "end_time": v.validate_int64("end_time", end_time if end_time is not None else now_ms()),
+        }
         with self._fast_tx() as conn:
             row = self._update_run_row(conn, v.validate_run_id(run_id), changes)
             if row is None:
@@ -597,6 +613,7 @@ class SqlTrackingStore(TrackingStore):
     def deleted_runs(self, older_than: int | None = None) -> list[Run]:
         query = select(runs).where(runs.c.lifecycle_stage == "deleted")
         if older_than is not None:
+            v.validate_int64("older_than", older_than)
             query = query.where(runs.c.deleted_time <= older_than)
         with self._ro() as conn:
             return [Run(info=self._info(r)) for r in conn.execute(query.order_by(runs.c.deleted_time))]
@@ -608,6 +625,8 @@ class SqlTrackingStore(TrackingStore):
     ) -> None:
         for m in metric_rows:
             v.validate_key("Metric", m.key)
+            v.validate_int64(f"Metric {m.key!r} step", m.step)
+            v.validate_int64(f"Metric {m.key!r} timestamp", m.timestamp)
         for p in param_rows:
             v.validate_param_value(v.validate_key("Param", p.key), p.value)
         for t in tag_rows:
@@ -772,7 +791,7 @@ class SqlTrackingStore(TrackingStore):
     ) -> SearchRunsPage:
         v.validate_max_results(max_results)
         ids = [_experiment_int_id(e) for e in _as_list(experiment_ids)]
-        expr = parse_filter(filter_string)
+        expr = parse_filter(v.validate_text("The filter", filter_string))
         orders = [parse_order_by(o) for o in (order_by or [])]
         stages = ViewType(view_type).stages()
         fingerprint = search.query_fingerprint(sorted(ids), filter_string, list(order_by or []), stages)
