@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -20,7 +22,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, backend_uri: str, artifacts: Path, port: int | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, backend_uri: str, artifacts: str | Path, port: int | None = None, workers: int = 1
+    ) -> None:
         self.backend_uri, self.artifacts, self.workers = backend_uri, artifacts, workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -31,13 +35,12 @@ class LiveServer:
         self.process = subprocess.Popen(
             [str(cli), "server", "--port", str(self.port), "--workers", str(self.workers),
              "--backend-store-uri", self.backend_uri, "--artifacts-uri", str(self.artifacts)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+            stdout=self._log(), stderr=subprocess.STDOUT, env={**os.environ},
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                out = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{out}")
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_text()}")
             try:
                 if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
                     return self
@@ -46,6 +49,14 @@ class LiveServer:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def _log(self) -> Any:
+        """Server output goes to a file: a pipe nobody reads would block a chatty server."""
+        self.log_path = Path(tempfile.mkstemp(prefix="modelyard-server-", suffix=".log")[1])
+        return open(self.log_path, "wb")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

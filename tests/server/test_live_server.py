@@ -49,6 +49,13 @@ def test_fluent_api_and_cli_over_http(server: LiveServer, monkeypatch: pytest.Mo
 
     result = CliRunner().invoke(cli, ["runs", "show", run.run_id, "--json"])
     assert result.exit_code == 0 and run.run_id in result.output
+    # artifacts went through the server's proxy; purging removes them through it too
+    assert "notes.txt" in [f.path for f in client.list_artifacts(run.run_id)]
+    store = client.artifact_store(run.run_id)
+    assert type(store).__name__ == "HttpArtifactStore"
+    client.delete_run(run.run_id)
+    client.purge_run(run.run_id)
+    assert not list(Path(server.artifacts).rglob("notes.txt"))  # gone from the server's artifact root
 
 
 def test_server_restart_mid_training_loses_no_point(

@@ -127,7 +127,7 @@ def _document_errors(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    from modelyard.server.routes import experiments, runs
+    from modelyard.server.routes import artifacts, experiments, runs
     from modelyard.store.registry import store_class_for
 
     settings = settings or ServerSettings()
@@ -177,6 +177,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     _document_errors(app)
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(runs.router, prefix="/api/v1")
+    from modelyard.server.mlflow_compat import router as mlflow_router
+
+    app.include_router(mlflow_router)  # the MLflow REST API and artifact proxy, for unmodified MLflow clients
+    app.include_router(artifacts.router, prefix="/api/v1")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
     app.router.on_shutdown.append(store.close)
     return app

@@ -52,14 +52,6 @@ def tracking_store_for(uri: str) -> TrackingStore:
         return store
 
 
-def release(uri: str) -> None:
-    """Close and forget the shared store for `uri` (the next user opens a new one)."""
-    with _lock:
-        store = _cache.pop(uri, None)
-    if store is not None:
-        store.close()
-
-
 def clear_cache() -> None:
     with _lock:
         for store in _cache.values():

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from modelyard import config
 from modelyard.errors import InvalidArgument, Unavailable, error_for_code
@@ -43,6 +44,9 @@ from modelyard.schemas.api import (
     UpdateRun,
 )
 from modelyard.store.base import TrackingStore
+
+if TYPE_CHECKING:
+    from modelyard.artifacts.base import ArtifactStore
 
 RETRY_STATUSES = {502, 503, 504}
 B = TypeVar("B", bound=BaseModel)
@@ -81,7 +85,10 @@ class RestStore(TrackingStore):
     def _call(
         self, method: str, path: str, body: BaseModel | None = None, params: dict[str, Any] | None = None
     ) -> Any:
-        content = body.model_dump_json(by_alias=True, exclude_none=False) if body is not None else None
+        try:
+            content = body.model_dump_json(by_alias=True) if body is not None else None
+        except (PydanticSerializationError, UnicodeEncodeError) as exc:
+            raise InvalidArgument(f"Cannot send this request: {exc}") from None
         headers = {"Content-Type": "application/json"} if content is not None else None
         delay = self._backoff
         for attempt in range(self._retries + 1):
@@ -248,6 +255,22 @@ class RestStore(TrackingStore):
     def get_latest_metrics(self, run_id: str) -> list[Metric]:
         return MetricList.model_validate(self._call("GET", f"/runs/{_run(run_id)}/metrics")).metrics
 
+    # artifacts -------------------------------------------------------------------------------------------
+    def artifact_store(self, run_id: str, artifact_uri: str) -> ArtifactStore:
+        """The run's artifacts through this server's artifact proxy: no storage credentials needed here.
+
+        With MODELYARD_ARTIFACTS_DIRECT=1 the client goes straight to `artifact_uri` instead (faster for
+        big files next to the storage, but it needs the storage's credentials, e.g. AWS_* for S3)."""
+        if os.environ.get("MODELYARD_ARTIFACTS_DIRECT", "").strip().lower() in ("1", "true", "yes"):
+            from modelyard.artifacts import artifact_store_for
+
+            return artifact_store_for(artifact_uri)
+        from modelyard.artifacts.http import HttpArtifactStore
+
+        return HttpArtifactStore(
+            self._http, _run(run_id), artifact_uri, retries=self._retries, backoff=self._backoff
+        )
+
     # search ----------------------------------------------------------------------------------------------
     def search_runs(
         self,
@@ -298,7 +321,10 @@ def _seg(value: str, path: bool = False) -> str:
     text = str(value)
     if not text:
         raise InvalidArgument("An empty id or key cannot be sent to the server.")
-    return quote(text, safe="/" if path else "")
+    try:
+        return quote(text, safe="/" if path else "")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{text!r} is not valid Unicode (it contains a lone surrogate).") from None
 
 
 def _retry_after(response: httpx.Response) -> float:

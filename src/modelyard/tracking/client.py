@@ -225,8 +225,10 @@ class Client:
     def purge_run(self, run_id: str, delete_artifacts: bool = True) -> None:
         """Remove a deleted run and (by default) its artifacts for good."""
         run = self.store.get_run(run_id)
+        if delete_artifacts and hasattr(self.store, "artifact_store"):
+            self.artifact_store(run_id).delete()  # through the server, while the run still exists there
         self.store.purge_run(run_id)
-        if delete_artifacts:
+        if delete_artifacts and not hasattr(self.store, "artifact_store"):
             _delete_run_folder(run.info.artifact_uri)
 
     def deleted_runs(self, older_than: int | None = None) -> list[Run]:
@@ -234,15 +236,11 @@ class Client:
         return self.store.deleted_runs(older_than)
 
     def close(self) -> None:
-        """Store buffered points, stop the writer thread and release the store's connections."""
+        """Store buffered points and stop the writer thread. The store stays open: other clients in this
+        process share it (one connection pool per URI)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._store is not None:
-            from modelyard.store.registry import release
-
-            release(self.tracking_uri)
-            self._store = None
 
     # params, metrics, tags ------------------------------------------------------------------------------
     def log_param(self, run_id: str, key: str, value: Any) -> None:
@@ -385,6 +383,9 @@ class Client:
         uri = self._artifact_uris.get(run_id)
         if uri is None:
             uri = self._artifact_uris[run_id] = self.store.get_run(run_id).info.artifact_uri
+        proxied = getattr(self.store, "artifact_store", None)  # a server: through its artifact proxy
+        if proxied is not None:
+            return proxied(run_id, uri)  # type: ignore[no-any-return]
         return artifact_store_for(uri)
 
     def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
