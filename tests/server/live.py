@@ -23,9 +23,15 @@ def free_port() -> int:
 
 class LiveServer:
     def __init__(
-        self, backend_uri: str, artifacts: str | Path, port: int | None = None, workers: int = 1
+        self,
+        backend_uri: str,
+        artifacts: str | Path,
+        port: int | None = None,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.backend_uri, self.artifacts, self.workers = backend_uri, artifacts, workers
+        self.extra_args = extra_args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -34,7 +40,7 @@ class LiveServer:
         cli = Path(sys.executable).with_name("modelyard")
         self.process = subprocess.Popen(
             [str(cli), "server", "--port", str(self.port), "--workers", str(self.workers),
-             "--backend-store-uri", self.backend_uri, "--artifacts-uri", str(self.artifacts)],
+             "--backend-store-uri", self.backend_uri, "--artifacts-uri", str(self.artifacts), *self.extra_args],
             stdout=self._log(), stderr=subprocess.STDOUT, env={**os.environ},
         )  # fmt: skip
         deadline = time.monotonic() + timeout

@@ -492,3 +492,31 @@ def test_malformed_requests_are_4xx_never_500(server: LiveServer) -> None:
         assert alias.status_code == 200 and alias.json()["experiment"]["name"] == "Default"
         spec = http.get("/api/v1/openapi.json").json()
         assert not [p for p in spec["paths"] if "mlflow" in p]  # MLflow's contract stays out of our spec
+
+
+def test_mlflow_artifact_upload_is_not_capped_by_the_json_body_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow clients send a whole artifact in one PUT; the server streams it to disk, whatever --max-body-mb."""
+    small = LiveServer(
+        f"sqlite:///{tmp_path / 'small.db'}", tmp_path / "small-artifacts", extra_args=("--max-body-mb", "1")
+    ).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", small.url)
+        blob = os.urandom(3 * 2**20)
+        (tmp_path / "big.bin").write_bytes(blob)
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(tmp_path / "big.bin"))
+        got = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="big.bin", dst_path=str(tmp_path / "dl")
+        )
+        assert Path(got).read_bytes() == blob
+        with httpx.Client(base_url=small.url) as http:  # JSON bodies still are capped
+            too_big = http.post(
+                "/api/v1/experiments",
+                content=b"x" * (2 * 2**20),
+                headers={"content-type": "application/json"},
+            )
+            assert too_big.status_code == 413
+    finally:
+        small.stop()
