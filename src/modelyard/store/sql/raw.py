@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,8 @@ class RawStatements:
         named = dialect.paramstyle in ("named", "pyformat")
         self._dialect = dialect if named else type(dialect)(paramstyle="named")  # type: ignore[call-arg]
         self._sqlite = dialect.name == "sqlite"
+        self._writer_lock = threading.Lock()
+        self._writer: Any = None  # SQLite's dedicated write connection, opened on first use
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, statements are few and static
     def compile(self, stmt: ClauseElement, column_keys: tuple[str, ...] | None = None) -> str:
@@ -50,19 +53,38 @@ class RawStatements:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
-        """A write transaction on a pooled driver connection; commits on success, rolls back on error."""
-        pooled = self._engine.raw_connection()
-        dbapi = pooled.driver_connection
+        """A write transaction on a driver connection; commits on success, rolls back on error.
+
+        SQLite allows one writer at a time anyway, so its writes share one dedicated connection under a
+        lock instead of paying a pool checkout and return per transaction; PostgreSQL uses the pool."""
+        if not self._sqlite:
+            pooled = self._engine.raw_connection()
+            try:
+                yield from self._commit_or_rollback(pooled.driver_connection)
+            finally:
+                pooled.close()  # back to the pool
+            return
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = self._engine.raw_connection()
+            dbapi = self._writer.driver_connection
+            dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]  # lock up front (see engine.py)
+            yield from self._commit_or_rollback(dbapi)
+
+    @staticmethod
+    def _commit_or_rollback(dbapi: Any) -> Iterator[Any]:
         try:
-            if self._sqlite:  # same lock-up-front rule as the SQLAlchemy engine (see engine.py)
-                dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
             yield dbapi
-            dbapi.commit()  # type: ignore[union-attr]
+            dbapi.commit()
         except BaseException:
-            dbapi.rollback()  # type: ignore[union-attr]
+            dbapi.rollback()
             raise
-        finally:
-            pooled.close()  # back to the pool
+
+    def close(self) -> None:
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     @staticmethod
     def fetch(conn: AnyConnection, sql: str, params: Mapping[str, Any]) -> list[Record]:

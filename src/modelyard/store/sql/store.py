@@ -176,6 +176,7 @@ class SqlTrackingStore(TrackingStore):
         return f"SqlTrackingStore({redact(self.uri)!r})"
 
     def close(self) -> None:
+        self._raw.close()
         self._write.dispose()
         self._read.dispose()
 
