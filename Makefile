@@ -35,11 +35,12 @@ lint: $(VENV)/.installed-test  ## ruff and mypy
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench]'
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench,server]'
 	touch $@
 
-bench: $(BENCH_VENV)/.installed  ## Modelyard vs MLflow side by side, with ratios
+bench: $(BENCH_VENV)/.installed  ## Modelyard vs MLflow side by side (tracking, then server), with ratios
 	$(BENCH_VENV)/bin/python bench/tracking.py
+	$(BENCH_VENV)/bin/python bench/server.py
 
 clean:  ## remove virtual environments and caches
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -428,8 +428,10 @@ def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
         *[f"\n**Warning:** {w}" for w in info["warnings"]],
         "",
     ]
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    tail = text[text.index("\n## ") :] if "\n## " in text else ""  # other benchmarks' sections stay
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("\n".join(lines).rstrip("\n") + "\n" + tail, encoding="utf-8")
 
 
 def main() -> None:
