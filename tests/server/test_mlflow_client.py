@@ -503,6 +503,7 @@ def test_mlflow_artifact_upload_is_not_capped_by_the_json_body_limit(
     ).start()
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", small.url)
+        mlflow.set_experiment(_name("big-upload"))  # this server's own experiment, not the module server's
         blob = os.urandom(3 * 2**20)
         (tmp_path / "big.bin").write_bytes(blob)
         with mlflow.start_run() as run:
