@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 from typing import Any
 
@@ -164,8 +163,3 @@ class MetricHistory(_Model):
 class SearchRunsPage(_Model):
     runs: list[Run]
     next_page_token: str | None = None
-
-
-def same_float(a: float, b: float) -> bool:
-    """Equality that treats NaN as equal to NaN (stored values must round-trip faithfully)."""
-    return a == b or (math.isnan(a) and math.isnan(b))

@@ -809,13 +809,6 @@ class SqlTrackingStore(TrackingStore):
                 )
             return SearchRunsPage(runs=self._load_runs(conn, page), next_page_token=token)
 
-    def count_runs(self, experiment_ids: Sequence[str]) -> int:
-        with self._ro() as conn:
-            ids = [_experiment_int_id(e) for e in _as_list(experiment_ids)]
-            return conn.execute(
-                select(func.count()).select_from(runs).where(runs.c.experiment_id.in_(ids))
-            ).scalar_one()
-
 
 def _as_list(items: Iterable[str] | str) -> list[str]:
     return [items] if isinstance(items, (str, int)) else list(items)
