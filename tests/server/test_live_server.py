@@ -53,6 +53,9 @@ def test_fluent_api_and_cli_over_http(server: LiveServer, monkeypatch: pytest.Mo
     assert "notes.txt" in [f.path for f in client.list_artifacts(run.run_id)]
     store = client.artifact_store(run.run_id)
     assert type(store).__name__ == "HttpArtifactStore"
+    with pytest.raises(my.ModelyardError, match="delete it before purging"):
+        client.purge_run(run.run_id)  # refused before any artifact goes
+    assert store.exists("notes.txt")
     client.delete_run(run.run_id)
     client.purge_run(run.run_id)
     assert not list(Path(server.artifacts).rglob("notes.txt"))  # gone from the server's artifact root

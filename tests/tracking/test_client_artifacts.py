@@ -136,3 +136,14 @@ def test_failed_download_leaves_no_temp_folder(client: my.Client) -> None:
     with pytest.raises(my.NotFound):
         client.download_artifacts(run_id, "missing.txt")
     assert set(glob.glob(pattern)) == before
+
+
+def test_purging_an_active_run_or_experiment_keeps_its_artifacts(client: my.Client) -> None:
+    exp = client.create_experiment("keep")
+    run_id = client.create_run(exp).run_id
+    client.log_text(run_id, "x", "x.txt")
+    with pytest.raises(my.ModelyardError, match="delete it before purging"):
+        client.purge_run(run_id)
+    with pytest.raises(my.ModelyardError, match="delete it before purging"):
+        client.purge_experiment(exp)
+    assert [f.path for f in client.list_artifacts(run_id)] == ["x.txt"]

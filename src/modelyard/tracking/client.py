@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import config
-from modelyard.errors import InvalidArgument, NotFound
+from modelyard.errors import InvalidArgument, InvalidState, NotFound
 from modelyard.schemas import (
     DatasetInput,
     Experiment,
@@ -128,19 +128,21 @@ class Client:
         Only the runs' own folders are deleted, never the experiment's whole artifact location, which
         another experiment may share."""
         exp = self.store.get_experiment(str(experiment_id))
-        run_uris = []
+        if exp.lifecycle_stage.value != "deleted":  # checked before any artifact goes
+            raise InvalidState(
+                f"Experiment {exp.experiment_id} ({exp.name!r}) is active; delete it before purging it."
+            )
         token = None
         while delete_artifacts:
             page = self.store.search_runs(
                 [exp.experiment_id], max_results=10_000, page_token=token, view_type=ViewType.ALL
             )
-            run_uris += [r.info.artifact_uri for r in page.runs]
+            for run in page.runs:
+                self._delete_run_artifacts(run)
             token = page.next_page_token
             if token is None:
                 break
         self.store.purge_experiment(exp.experiment_id)
-        for uri in run_uris:
-            _delete_run_folder(uri)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         self.store.set_experiment_tag(str(experiment_id), key, str(value))
@@ -225,10 +227,17 @@ class Client:
     def purge_run(self, run_id: str, delete_artifacts: bool = True) -> None:
         """Remove a deleted run and (by default) its artifacts for good."""
         run = self.store.get_run(run_id)
-        if delete_artifacts and hasattr(self.store, "artifact_store"):
-            self.artifact_store(run_id).delete()  # through the server, while the run still exists there
+        if run.info.lifecycle_stage.value != "deleted":  # checked before any artifact goes
+            raise InvalidState(f"Run {run_id} is active; delete it before purging it.")
+        if delete_artifacts:
+            self._delete_run_artifacts(run)
         self.store.purge_run(run_id)
-        if delete_artifacts and not hasattr(self.store, "artifact_store"):
+
+    def _delete_run_artifacts(self, run: Run) -> None:
+        """Through the server's proxy when remote (the run must still exist there), else the run's folder."""
+        if hasattr(self.store, "artifact_store"):
+            self.artifact_store(run.run_id).delete()
+        else:
             _delete_run_folder(run.info.artifact_uri)
 
     def deleted_runs(self, older_than: int | None = None) -> list[Run]:
