@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from modelyard.schemas import Experiment, Run
+    from modelyard.store.accounts import AccountStore
     from modelyard.tracking.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +42,7 @@ class State:
 
     tracking_uri: str | None = None
     _client: Client | None = field(default=None, repr=False)
+    _accounts: AccountStore | None = field(default=None, repr=False)
 
     @property
     def client(self) -> Client:
@@ -50,13 +52,23 @@ class State:
             self._client = Client(self.tracking_uri)
         return self._client
 
+    @property
+    def accounts(self) -> AccountStore:
+        """Users, tokens and grants: in the database itself, or through a server (as MODELYARD_TOKEN's user)."""
+        if self._accounts is None:
+            from modelyard.tracking.accounts import account_store_for
+
+            self._accounts = account_store_for(self.tracking_uri)
+        return self._accounts
+
     def close(self) -> None:
-        if self._client is None:
-            return
-        try:
-            self._client.close()
-        except Exception:  # closing must never hide the command's own result or error
-            pass
+        for opened in (self._client, self._accounts):
+            if opened is None:
+                continue
+            try:
+                opened.close()
+            except Exception:  # closing must never hide the command's own result or error
+                pass
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from modelyard import __version__
+from modelyard.cli.access import audit, permissions, tokens, users
 from modelyard.cli.artifacts import artifacts
 from modelyard.cli.common import State, err, pass_state
 from modelyard.cli.db import db
@@ -95,5 +96,5 @@ def quickstart(state: State, experiment: str, no_plot: bool) -> None:
     qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri)
 
 
-for command in (experiments, runs, artifacts, db, gc, server):
+for command in (experiments, runs, artifacts, db, gc, server, users, tokens, permissions, audit):
     cli.add_command(command)

@@ -43,10 +43,23 @@ def is_loopback(host: str) -> bool:
     help="Largest request body.",
 )
 @click.option(
+    "--auth",
+    is_flag=True,
+    help="Require an API token on every request, enforce roles per experiment and model, and keep an audit "
+    "log of writes. Create the first admin with `modelyard users create NAME --admin` on the database.",
+)
+@click.option(
+    "--default-role",
+    type=click.Choice(["NONE", "READ", "EDIT", "MANAGE"], case_sensitive=False),
+    default="READ",
+    show_default=True,
+    help="With --auth: the role users hold on experiments and models nobody granted them a role on.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
-    help="Allow binding an address other than loopback. Authentication is not built yet: anyone who can reach "
-    "the port can read and write everything.",
+    help="Allow binding an address other than loopback without --auth: anyone who can reach the port can "
+    "read and write everything.",
 )
 @pass_state
 def server(
@@ -57,26 +70,33 @@ def server(
     artifacts_uri: str | None,
     workers: int,
     max_body_mb: float,
+    auth: bool,
+    default_role: str,
     insecure: bool,
 ) -> None:
     """Serve the tracking REST API (/api/v1, OpenAPI at /api/v1/openapi.json, /health, /ready).
 
-    Clients point MODELYARD_TRACKING_URI at http://HOST:PORT and use the same SDK and CLI.
+    Clients point MODELYARD_TRACKING_URI at http://HOST:PORT and use the same SDK and CLI. Without --auth
+    the server binds only loopback addresses (unless --insecure).
 
     \b
     Example:
       modelyard server --backend-store-uri postgresql+psycopg://postgres@127.0.0.1/modelyard \\
           --artifacts-uri s3://ml-artifacts/modelyard
       MODELYARD_TRACKING_URI=http://127.0.0.1:5000 python train.py
+    Example (a team server with accounts):
+      modelyard users create admin --admin --tracking-uri postgresql+psycopg://postgres@127.0.0.1/modelyard
+      modelyard server --host 0.0.0.0 --auth --backend-store-uri postgresql+psycopg://postgres@127.0.0.1/modelyard
     """
     import uvicorn
 
     from modelyard.errors import InvalidArgument
 
-    if not is_loopback(host) and not insecure:
+    if not is_loopback(host) and not auth and not insecure:
         raise InvalidArgument(
-            f"Refusing to bind {host} without authentication. Bind 127.0.0.1, or pass --insecure to accept that "
-            "anyone who reaches the port can read and write every experiment."
+            f"Refusing to bind {host} without authentication. Add --auth (API tokens and roles), bind "
+            "127.0.0.1, or pass --insecure to accept that anyone who reaches the port can read and write "
+            "every experiment."
         )
     backend = backend_store_uri or state.tracking_uri
     if backend and backend.startswith(("http://", "https://")):
@@ -86,16 +106,27 @@ def server(
         ("MODELYARD_SERVER_BACKEND_STORE_URI", backend),
         ("MODELYARD_SERVER_ARTIFACTS_URI", artifacts_uri),
         ("MODELYARD_SERVER_MAX_BODY_MB", str(max_body_mb)),
+        ("MODELYARD_SERVER_AUTH", "1" if auth else "0"),
+        ("MODELYARD_SERVER_DEFAULT_ROLE", default_role.upper()),
     ):
         if value:
             os.environ[name] = value
     from modelyard.server.app import app_from_env
     from modelyard.server.protocol import NoDelayHttpProtocol
 
-    app_from_env()  # fail here, with a clean message, if the store cannot be opened
+    app = app_from_env()  # fail here, with a clean message, if the store cannot be opened
     err().print(
         f"[green]Modelyard server[/] on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)"
+        + ("  [bold]auth on[/]" if auth else "")
     )
+    if auth and not any(u.is_admin for u in app.state.accounts.list_users()):
+        from modelyard import config
+        from modelyard.store.sql.engine import redact
+
+        err().print(
+            "[yellow]No admin user yet.[/] Create one (it prints its token): modelyard users create NAME "
+            f"--admin --tracking-uri '{redact(backend or config.tracking_uri())}'"
+        )
     uvicorn.run(
         "modelyard.server.app:app_from_env",
         factory=True,

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard import __version__, config
 from modelyard.errors import ModelyardError, PayloadTooLarge
+from modelyard.schemas.accounts import Role
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ServerSettings:
     backend_store_uri: str | None = None  # default: MODELYARD_TRACKING_URI / the embedded store
     artifacts_uri: str | None = None  # default root for new experiments' artifacts
     max_body_mb: float = 64.0
+    auth: bool = False  # require API tokens, enforce roles, keep the audit log
+    default_role: Role | None = Role.READ  # with auth: the role users hold where nobody granted them one
 
 
 def error_response(code: str, message: str, status: int) -> JSONResponse:
@@ -130,7 +133,7 @@ def _document_errors(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    from modelyard.server.routes import artifacts, experiments, runs
+    from modelyard.server.routes import access, artifacts, experiments, runs
     from modelyard.store.registry import store_class_for
 
     settings = settings or ServerSettings()
@@ -152,6 +155,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.accounts = _accounts(store)
+    app.state.authorizer = None
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(_: Request, exc: ModelyardError) -> JSONResponse:
@@ -184,9 +189,32 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(mlflow_router)  # the MLflow REST API and artifact proxy, for unmodified MLflow clients
     app.include_router(artifacts.router, prefix="/api/v1")
+    app.include_router(access.router, prefix="/api/v1")
+    if settings.auth:
+        _enable_auth(app, store, settings.default_role)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
     app.router.on_shutdown.append(store.close)
     return app
+
+
+def _accounts(store: Any) -> Any:
+    from modelyard.store.sql.accounts import SqlAccountStore
+    from modelyard.store.sql.store import SqlTrackingStore
+
+    return SqlAccountStore(store) if isinstance(store, SqlTrackingStore) else None
+
+
+def _enable_auth(app: FastAPI, store: Any, default_role: Role | None) -> None:
+    from modelyard.errors import InvalidArgument
+    from modelyard.server.auth import AuthMiddleware
+    from modelyard.server.authz import Authorizer
+
+    if app.state.accounts is None:
+        raise InvalidArgument(
+            "--auth needs a SQL backend store (sqlite:/// or postgresql://) to keep accounts in."
+        )
+    app.state.authorizer = Authorizer(app.state.accounts, store, default_role)
+    app.add_middleware(AuthMiddleware, authz=app.state.authorizer)
 
 
 def app_from_env() -> FastAPI:
@@ -197,5 +225,11 @@ def app_from_env() -> FastAPI:
             backend_store_uri=env.get("MODELYARD_SERVER_BACKEND_STORE_URI") or None,
             artifacts_uri=env.get("MODELYARD_SERVER_ARTIFACTS_URI") or None,
             max_body_mb=float(env.get("MODELYARD_SERVER_MAX_BODY_MB") or 64),
+            auth=env.get("MODELYARD_SERVER_AUTH") == "1",
+            default_role=_role(env.get("MODELYARD_SERVER_DEFAULT_ROLE") or "READ"),
         )
     )
+
+
+def _role(name: str) -> Role | None:
+    return None if name.upper() == "NONE" else Role(name.upper())

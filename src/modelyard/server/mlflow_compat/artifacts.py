@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.artifacts import ArtifactStore, artifact_store_for, normalize_artifact_path
 from modelyard.errors import InvalidArgument, NotFound
+from modelyard.schemas.accounts import Role
+from modelyard.server.authz import require
 from modelyard.server.mlflow_compat.route import MlflowRoute, Store, experiment_id, reply
 from modelyard.store.base import TrackingStore
 
@@ -32,9 +34,12 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _PATH_HELP = "Artifact paths start with an experiment id, e.g. '1/<run_id>/artifacts/model.pkl'."
 
 
-def resolve(s: TrackingStore, path: str, *, whole_root_ok: bool = True) -> tuple[ArtifactStore, str]:
+def resolve(
+    s: TrackingStore, path: str, needed: Role = Role.READ, *, whole_root_ok: bool = True
+) -> tuple[ArtifactStore, str]:
     """The artifact store holding `path` (`<experiment_id>/<run_id>/artifacts/<rel>` for a run's files,
-    `<experiment_id>/<rel>` for other files of an experiment) and the path inside it."""
+    `<experiment_id>/<rel>` for other files of an experiment) and the path inside it, once the caller is
+    known to hold `needed` on the experiment (with auth on)."""
     rel = normalize_artifact_path(path)  # refuses '..' and absolute paths before anything is looked up
     parts = rel.split("/") if rel else []
     if not parts:
@@ -43,8 +48,10 @@ def resolve(s: TrackingStore, path: str, *, whole_root_ok: bool = True) -> tuple
         run = s.get_run(parts[1])
         if run.info.experiment_id != parts[0]:
             raise NotFound(f"Run {parts[1]} is not in experiment {parts[0]}.")
+        require(s, run.info.experiment_id, needed)
         return artifact_store_for(run.info.artifact_uri), "/".join(parts[3:])
     exp = s.get_experiment(experiment_id(parts[0], "experiment id"))
+    require(s, exp.experiment_id, needed)
     inner = "/".join(parts[1:])
     if not inner and not whole_root_ok:
         raise InvalidArgument(f"Refusing to delete every artifact of experiment {parts[0]} at once.")
@@ -83,7 +90,7 @@ async def download_artifact(path: str, s: Store) -> Response:
 @router.put("/{path:path}")
 async def upload_artifact(path: str, request: Request, s: Store) -> Response:
     """The body goes to a temporary file chunk by chunk, then to the artifact store in one `put_file`."""
-    target, rel = await run_in_threadpool(resolve, s, path)
+    target, rel = await run_in_threadpool(resolve, s, path, Role.EDIT)
     if not rel:
         raise InvalidArgument(f"Artifact path {path!r} names a folder; add the file name.")
     with tempfile.TemporaryDirectory(prefix="modelyard-upload-") as tmp:
@@ -103,7 +110,7 @@ async def upload_artifact(path: str, request: Request, s: Store) -> Response:
 @router.delete("/{path:path}")
 async def delete_artifact(path: str, s: Store) -> Response:
     """A file or a folder; a run's whole artifact root when `path` ends at `<run_id>/artifacts`."""
-    target, rel = await run_in_threadpool(lambda: resolve(s, path, whole_root_ok=False))
+    target, rel = await run_in_threadpool(lambda: resolve(s, path, Role.EDIT, whole_root_ok=False))
     await run_in_threadpool(target.delete, rel)
     return reply({})
 

@@ -11,7 +11,16 @@ from modelyard.store.base import TrackingStore
 
 
 def store(request: Request) -> TrackingStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    """The tracking store as this request may use it: with auth on, behind its principal's role checks."""
+    state = request.scope.get("state") or {}
+    principal = state.get("principal")
+    if principal is None:
+        return request.app.state.store  # type: ignore[no-any-return]
+    from modelyard.server.authz import AuthorizedStore
+
+    return AuthorizedStore(
+        request.app.state.store, principal, request.app.state.authorizer, state["audit_targets"]
+    )
 
 
 def reply(model: BaseModel, status_code: int = 200) -> Response:

@@ -57,7 +57,9 @@ from modelyard.artifacts.http import (
 )
 from modelyard.errors import Conflict, InvalidArgument, InvalidState, NotFound, PayloadTooLarge
 from modelyard.schemas import LifecycleStage, Run
+from modelyard.schemas.accounts import Role
 from modelyard.server.app import error_response
+from modelyard.server.authz import require
 from modelyard.server.routes import ok, reply, store
 from modelyard.store.validation import validate_run_id
 
@@ -92,12 +94,16 @@ def max_part_size(request: Request) -> int:
     return max(1, min(MAX_PART_SIZE, body_limit))
 
 
-def _run(request: Request, run_id: str) -> Run:
-    return store(request).get_run(validate_run_id(run_id))
+def _run(request: Request, run_id: str, needed: Role = Role.READ) -> Run:
+    """The run, once the caller is known to hold `needed` on its experiment (with auth on)."""
+    s = store(request)
+    run = s.get_run(validate_run_id(run_id))
+    require(s, run.info.experiment_id, needed)
+    return run
 
 
 def _writable_run(request: Request, run_id: str) -> Run:
-    run = _run(request, run_id)
+    run = _run(request, run_id, Role.EDIT)
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise InvalidState(f"Run {run_id} is deleted; restore it before writing artifacts to it.")
     return run
@@ -439,14 +445,14 @@ async def upload_artifact(run_id: str, path: str, request: Request) -> Response:
 @router.delete("/artifacts")
 def delete_all_artifacts(run_id: str, request: Request) -> dict[str, Any]:
     """Delete every artifact of the run."""
-    _artifacts(_run(request, run_id)).delete("")
+    _artifacts(_run(request, run_id, Role.EDIT)).delete("")
     return ok()
 
 
 @router.delete("/artifacts/{path:path}")
 def delete_artifact(run_id: str, path: str, request: Request) -> dict[str, Any]:
     """Delete a file or a whole folder; a missing path is not an error."""
-    _artifacts(_run(request, run_id)).delete(path)
+    _artifacts(_run(request, run_id, Role.EDIT)).delete(path)
     return ok()
 
 
@@ -521,6 +527,6 @@ def complete_upload(run_id: str, upload_id: UploadId, body: CompleteUpload, requ
 
 @router.delete("/artifact-uploads/{upload_id}")
 def abort_upload(run_id: str, upload_id: UploadId, request: Request) -> dict[str, Any]:
-    _run(request, run_id)
+    _run(request, run_id, Role.EDIT)
     shutil.rmtree(staging_dir() / run_id / upload_id, ignore_errors=True)
     return ok()

@@ -45,6 +45,7 @@ from modelyard.store.sql.tables import (
     latest_metrics,
     metrics,
     params,
+    permissions,
     run_inputs,
     runs,
     tags,
@@ -382,6 +383,13 @@ class SqlTrackingStore(TrackingStore):
                     f"Experiment {experiment_id} ({row.name!r}) is active; delete it before purging it."
                 )
             conn.execute(experiments.delete().where(experiments.c.experiment_id == row.experiment_id))
+            # Grants outlive nothing they name: a later experiment may reuse the id.
+            conn.execute(
+                permissions.delete().where(
+                    permissions.c.resource_type == "experiment",
+                    permissions.c.resource_id == str(row.experiment_id),
+                )
+            )
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         v.validate_tag_value(v.validate_key("Tag", key), value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -17,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 
 metadata = MetaData()
 
@@ -141,4 +142,54 @@ run_inputs = Table(
 SEARCH_INDEXES = (
     Index("ix_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value),
     Index("ix_datasets_digest", datasets.c.digest),
+)
+
+# Added by revision 0003: the server's accounts. Tokens are stored only as SHA-256 digests (they are random
+# 256-bit secrets, so a fast hash is safe); grants name a resource by type and id without a foreign key,
+# so the same table serves experiments and registered models (purging an experiment removes its grants).
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(256), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_time", BigInteger, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_time", BigInteger, nullable=False),
+    Column("expires_time", BigInteger),
+    Column("revoked_time", BigInteger),
+    Column("last_used_time", BigInteger),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("resource_type", String(32), primary_key=True),
+    Column("resource_id", String(256), primary_key=True),
+    Column("role", String(8), nullable=False),
+    Index("ix_permissions_resource", "resource_type", "resource_id"),
+)
+
+# Who wrote what, when: one row per write request (refused ones included). No foreign key: the trail
+# outlives deleted users.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("entry_id", Integer, primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False, index=True),
+    Column("username", String(256), index=True),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("targets", Text, nullable=False, server_default=""),
+    Column("status", Integer, nullable=False),
+    Column("client", String(64)),
 )

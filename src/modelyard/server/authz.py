@@ -1,0 +1,325 @@
+"""Who may do what: roles per experiment (and registered model), checked at the one interface every route
+goes through, the tracking store.
+
+With auth on, each request's routes see an `AuthorizedStore`: the real store behind a check per method, so
+the REST API v1, the MLflow-compatible API and the artifact proxies enforce the same rules without any
+route knowing them. Admins may do everything; anyone else holds the role granted to them on the resource,
+or the server's default role (MLflow's default: READ). Creating an experiment makes its creator its manager.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from modelyard.errors import PermissionDenied
+from modelyard.schemas import (
+    DatasetInput,
+    Experiment,
+    Metric,
+    MetricHistory,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    SearchRunsPage,
+    ViewType,
+)
+from modelyard.schemas.accounts import ResourceType, Role
+from modelyard.store.base import TrackingStore
+
+if TYPE_CHECKING:
+    from modelyard.store.sql.accounts import SqlAccountStore
+
+CACHE_TTL_S = 5.0  # how long a worker trusts what it read about a token or a grant (revocation delay)
+EXPERIMENT = ResourceType.EXPERIMENT
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    is_admin: bool
+
+
+@dataclass
+class _TtlCache:
+    ttl: float = CACHE_TTL_S
+    _items: dict[object, tuple[float, object]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: object) -> object:
+        item = self._items.get(key)
+        return item[1] if item is not None and item[0] > time.monotonic() else _MISS
+
+    def put(self, key: object, value: object) -> None:
+        with self._lock:
+            if len(self._items) > 100_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self.ttl, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_MISS = object()
+
+
+class Authorizer:
+    """Role look-ups for one server process, cached for a few seconds (grants change rarely, checks are hot)."""
+
+    def __init__(self, accounts: SqlAccountStore, store: TrackingStore, default_role: Role | None) -> None:
+        self.accounts, self.store, self.default_role = accounts, store, default_role
+        self._roles = _TtlCache()
+        self._tokens = _TtlCache()
+        self._touched: dict[str, float] = {}
+        self._run_experiment: dict[str, str] = {}  # a run never changes experiment
+
+    def cached_principal(self, token: str) -> Principal | None:
+        found = self._tokens.get(token)
+        return None if found is _MISS else found  # type: ignore[return-value]
+
+    def authenticate(self, token: str) -> Principal:
+        """The token's user (Unauthenticated, saying why, otherwise); records when each token was last used."""
+        principal = self.cached_principal(token)
+        if principal is None:
+            user, token_id = self.accounts.authenticate(token)
+            principal = Principal(user.user_id, user.username, user.is_admin)
+            self._tokens.put(token, principal)
+            now = time.time()
+            if now - self._touched.get(token_id, 0.0) > 60:  # at most one write per token a minute
+                self._touched[token_id] = now
+                self.accounts.touch_token(token_id, int(now * 1000))
+        return principal
+
+    def role(self, who: Principal, resource_type: ResourceType, resource_id: str) -> Role | None:
+        if who.is_admin:
+            return Role.MANAGE
+        key = (who.user_id, resource_type, resource_id)
+        role = self._roles.get(key)
+        if role is _MISS:
+            role = self.accounts.role_of(who.user_id, resource_type, resource_id) or self.default_role
+            self._roles.put(key, role)
+        return role  # type: ignore[return-value]
+
+    def require(self, who: Principal, resource_type: ResourceType, resource_id: str, needed: Role) -> None:
+        role = self.role(who, resource_type, resource_id)
+        if role is None or not role.allows(needed):
+            kind = resource_type.value.replace("_", " ")
+            has = f"the {role.value} role" if role else "no role"
+            raise PermissionDenied(
+                f"User {who.username!r} has {has} on {kind} {resource_id}; this needs {needed.value}. "
+                f"Ask its manager or an admin to run: modelyard permissions grant {who.username} "
+                f"{resource_type.value} {resource_id} {needed.value}"
+            )
+
+    def granted(self, who: Principal, resource_type: ResourceType) -> set[str]:
+        return self.accounts.granted_ids(who.user_id, resource_type)
+
+    def forget(self) -> None:
+        """Drop what this process cached, after it changed a grant, a token or a user itself."""
+        self._roles.clear()
+        self._tokens.clear()
+
+    def experiment_of_run(self, run_id: str) -> str:
+        eid = self._run_experiment.get(run_id)
+        if eid is None:
+            eid = self.store.get_run(run_id).info.experiment_id
+            if len(self._run_experiment) > 100_000:
+                self._run_experiment.clear()
+            self._run_experiment[run_id] = eid
+        return eid
+
+
+class AuthorizedStore(TrackingStore):
+    """The tracking store as one request's principal may use it. `targets` collects what the request
+    touched, for its audit-log entry."""
+
+    def __init__(self, inner: TrackingStore, who: Principal, authz: Authorizer, targets: list[str]) -> None:
+        self.inner, self.who, self.authz, self.targets = inner, who, authz, targets
+
+    # checks ----------------------------------------------------------------------------------------------
+    def require_experiment(self, experiment_id: str, needed: Role) -> None:
+        experiment_id = str(experiment_id)
+        if experiment_id.isdigit():
+            experiment_id = str(int(experiment_id))  # grants name the canonical id: '07' is experiment 7
+        self._note(f"experiment:{experiment_id}")
+        self.authz.require(self.who, EXPERIMENT, str(experiment_id), needed)
+
+    def require_run(self, run_id: str, needed: Role) -> None:
+        self._note(f"run:{run_id}")
+        self.require_experiment(self.authz.experiment_of_run(run_id), needed)
+
+    def require_admin(self, action: str) -> None:
+        if not self.who.is_admin:
+            raise PermissionDenied(f"Only an admin may {action}; {self.who.username!r} is not one.")
+
+    def _note(self, target: str) -> None:
+        if target not in self.targets:
+            self.targets.append(target)
+
+    # experiments -----------------------------------------------------------------------------------------
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        experiment_id = self.inner.create_experiment(name, artifact_location, tags)
+        self._note(f"experiment:{experiment_id}")
+        if not self.who.is_admin:
+            self.authz.accounts.set_permission(self.who.username, EXPERIMENT, experiment_id, Role.MANAGE)
+            self.authz.forget()
+        return experiment_id
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        experiment = self.inner.get_experiment(experiment_id)
+        self.require_experiment(experiment.experiment_id, Role.READ)
+        return experiment
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        experiment = self.inner.get_experiment_by_name(name)
+        if experiment is not None:
+            self.require_experiment(experiment.experiment_id, Role.READ)
+        return experiment
+
+    def search_experiments(
+        self,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+        name_like: str | None = None,
+        max_results: int = 1000,
+    ) -> list[Experiment]:
+        if self.who.is_admin or self.authz.default_role is not None:
+            return self.inner.search_experiments(view_type, name_like, max_results)
+        visible = self.authz.granted(self.who, EXPERIMENT)
+        found = self.inner.search_experiments(view_type, name_like, 50_000)
+        return [e for e in found if e.experiment_id in visible][:max_results]
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        self.require_experiment(experiment_id, Role.EDIT)
+        self.inner.rename_experiment(experiment_id, new_name)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self.require_experiment(experiment_id, Role.MANAGE)
+        self.inner.delete_experiment(experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.require_experiment(experiment_id, Role.MANAGE)
+        self.inner.restore_experiment(experiment_id)
+
+    def purge_experiment(self, experiment_id: str) -> None:
+        self.require_experiment(experiment_id, Role.MANAGE)
+        self.inner.purge_experiment(experiment_id)
+        self.authz.forget()
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        self.require_experiment(experiment_id, Role.EDIT)
+        self.inner.set_experiment_tag(experiment_id, key, value)
+
+    # runs ------------------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment_id: str,
+        run_name: str | None = None,
+        start_time: int | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        description: str | None = None,
+    ) -> Run:
+        self.require_experiment(experiment_id, Role.EDIT)
+        run = self.inner.create_run(
+            experiment_id, run_name, start_time, parent_run_id, tags, params, description
+        )
+        self._note(f"run:{run.run_id}")
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.inner.get_run(run_id)
+        self._note(f"run:{run_id}")
+        self.require_experiment(run.info.experiment_id, Role.READ)
+        return run
+
+    def update_run(
+        self,
+        run_id: str,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        run_name: str | None = None,
+        description: str | None = None,
+    ) -> RunInfo:
+        self.require_run(run_id, Role.EDIT)
+        return self.inner.update_run(run_id, status, end_time, run_name, description)
+
+    def end_run(
+        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+    ) -> RunInfo:
+        self.require_run(run_id, Role.EDIT)
+        return self.inner.end_run(run_id, status, end_time, metrics)
+
+    def delete_run(self, run_id: str) -> None:
+        self.require_run(run_id, Role.MANAGE)
+        self.inner.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        self.require_run(run_id, Role.MANAGE)
+        self.inner.restore_run(run_id)
+
+    def purge_run(self, run_id: str) -> None:
+        self.require_run(run_id, Role.MANAGE)
+        self.inner.purge_run(run_id)
+
+    def deleted_runs(self, older_than: int | None = None) -> list[Run]:
+        self.require_admin("list deleted runs for garbage collection")
+        return self.inner.deleted_runs(older_than)
+
+    # logging ---------------------------------------------------------------------------------------------
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        self.require_run(run_id, Role.EDIT)
+        self.inner.log_batch(run_id, metrics, params, tags)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.require_run(run_id, Role.EDIT)
+        self.inner.delete_tag(run_id, key)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        self.require_run(run_id, Role.EDIT)
+        self.inner.log_inputs(run_id, inputs)
+
+    def get_metric_history(self, run_id: str, key: str) -> MetricHistory:
+        self.require_run(run_id, Role.READ)
+        return self.inner.get_metric_history(run_id, key)
+
+    def get_latest_metrics(self, run_id: str) -> list[Metric]:
+        self.require_run(run_id, Role.READ)
+        return self.inner.get_latest_metrics(run_id)
+
+    # search ----------------------------------------------------------------------------------------------
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        view_type: ViewType = ViewType.ACTIVE_ONLY,
+    ) -> SearchRunsPage:
+        for experiment_id in experiment_ids:
+            self.require_experiment(experiment_id, Role.READ)
+        return self.inner.search_runs(
+            experiment_ids, filter_string, order_by, max_results, page_token, view_type
+        )
+
+
+def require(store: TrackingStore, experiment_id: str, needed: Role) -> None:
+    """Check a role on an experiment for routes that act beside the store (artifacts); a no-op with auth off."""
+    if isinstance(store, AuthorizedStore):
+        store.require_experiment(experiment_id, needed)
