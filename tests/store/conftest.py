@@ -15,8 +15,9 @@ def _reset_postgres(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         names = sa.inspect(conn).get_table_names()
-        if "experiments" in names:
-            conn.execute(sa.text("TRUNCATE experiments, datasets RESTART IDENTITY CASCADE"))
+        tables = [t for t in ("experiments", "datasets", "users", "audit_log") if t in names]
+        if tables:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 

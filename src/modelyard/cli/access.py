@@ -23,6 +23,7 @@ from modelyard.cli.common import (
     pass_state,
     print_json,
     resolve_experiment,
+    tracking_uri_option,
 )
 from modelyard.errors import InvalidArgument
 from modelyard.schemas.accounts import NewToken, ResourceType, Role
@@ -81,6 +82,7 @@ def users() -> None:
 
 
 @users.command("create")
+@tracking_uri_option
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="May do everything, on every experiment and model.")
 @click.option("--no-token", is_flag=True, help="Do not create a first API token.")
@@ -102,6 +104,7 @@ def create_user(state: State, username: str, admin: bool, no_token: bool, expire
 
 
 @users.command("list")
+@tracking_uri_option
 @json_option
 @pass_state
 def list_users(state: State, as_json: bool) -> None:
@@ -127,6 +130,7 @@ def list_users(state: State, as_json: bool) -> None:
 
 
 @users.command("delete")
+@tracking_uri_option
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
@@ -144,6 +148,7 @@ def delete_user(state: State, username: str, yes: bool) -> None:
 
 
 @users.command("me")
+@tracking_uri_option
 @pass_state
 def whoami(state: State) -> None:
     """Who the server takes you for (MODELYARD_TOKEN's user).
@@ -180,6 +185,7 @@ def tokens() -> None:
 
 
 @tokens.command("create")
+@tracking_uri_option
 @click.option("--user", "username", help="Whose token (default: yourself; others' need an admin).")
 @click.option("--name", default="default", show_default=True, help="A label to tell tokens apart.")
 @_EXPIRES
@@ -205,6 +211,7 @@ def create_token(state: State, username: str | None, name: str, expires_in: str)
 
 
 @tokens.command("list")
+@tracking_uri_option
 @click.option(
     "--user", "username", help="Whose tokens (default: yours through a server, everyone's on a database)."
 )
@@ -247,6 +254,7 @@ def list_tokens(state: State, username: str | None, as_json: bool) -> None:
 
 
 @tokens.command("revoke")
+@tracking_uri_option
 @click.argument("token_id")
 @pass_state
 def revoke_token(state: State, token_id: str) -> None:
@@ -286,13 +294,17 @@ def permissions() -> None:
 
 
 @permissions.command("grant")
+@tracking_uri_option
 @click.argument("username")
-@click.argument("resource_type", type=_TYPES)
+@click.argument("resource_type", type=_TYPES, metavar="TYPE")
 @click.argument("resource")
-@click.argument("role", type=_ROLES)
+@click.argument("role", type=_ROLES, metavar="ROLE")
 @pass_state
 def grant(state: State, username: str, resource_type: str, resource: str, role: str) -> None:
-    """Give USERNAME the ROLE on one experiment (id or name) or registered model, replacing their old one.
+    """Give USERNAME the ROLE (READ, EDIT or MANAGE) on one experiment or registered model.
+
+    TYPE is `experiment` (RESOURCE: its id or name) or `registered_model` (RESOURCE: its name). The role
+    replaces any role the user held there.
 
     \b
     Example:
@@ -306,8 +318,9 @@ def grant(state: State, username: str, resource_type: str, resource: str, role: 
 
 
 @permissions.command("revoke")
+@tracking_uri_option
 @click.argument("username")
-@click.argument("resource_type", type=_TYPES)
+@click.argument("resource_type", type=_TYPES, metavar="TYPE")
 @click.argument("resource")
 @pass_state
 def revoke(state: State, username: str, resource_type: str, resource: str) -> None:
@@ -323,6 +336,7 @@ def revoke(state: State, username: str, resource_type: str, resource: str) -> No
 
 
 @permissions.command("list")
+@tracking_uri_option
 @click.option("--user", "username", help="Only this user's roles.")
 @click.option("--experiment", help="Only roles on this experiment (id or name).")
 @click.option("--model", help="Only roles on this registered model.")
@@ -359,6 +373,7 @@ def list_permissions(
 
 # audit -----------------------------------------------------------------------------------------------------
 @click.command("audit")
+@tracking_uri_option
 @click.option("--user", "username", help="Only this user's requests.")
 @click.option("--since", metavar="DURATION", help="Only the last DURATION, e.g. 1h or 7d.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Most entries.")

@@ -74,6 +74,24 @@ class State:
 pass_state = click.make_pass_decorator(State, ensure=True)
 
 
+def _set_tracking_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(State).tracking_uri = value
+
+
+def tracking_uri_option(func: F) -> F:
+    """`--tracking-uri` after the subcommand too (`modelyard users create x --tracking-uri ...`)."""
+    return click.option(
+        "--tracking-uri",
+        metavar="URI",
+        expose_value=False,
+        is_eager=True,
+        callback=_set_tracking_uri,
+        help="A database (full rights) or a server http://HOST:PORT (as MODELYARD_TOKEN's user); "
+        "default: the global --tracking-uri.",
+    )(func)
+
+
 # -- output ------------------------------------------------------------------------------------------------
 
 

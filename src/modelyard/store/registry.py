@@ -21,7 +21,7 @@ _BUILTIN = {
     "http": "modelyard.store.rest:RestStore",
     "https": "modelyard.store.rest:RestStore",
 }
-_cache: dict[str, TrackingStore] = {}
+_cache: dict[tuple[str, str | None], TrackingStore] = {}
 _lock = threading.Lock()
 
 
@@ -44,11 +44,14 @@ def store_class_for(uri: str) -> type[TrackingStore]:
 
 
 def tracking_store_for(uri: str) -> TrackingStore:
-    """One shared store per URI in this process (stores hold connection pools)."""
+    """One shared store per URI (and API token) in this process (stores hold connection pools)."""
+    from modelyard import config
+
+    key = (uri, config.get("token"))  # a server store sends the token it was built with
     with _lock:
-        store = _cache.get(uri)
+        store = _cache.get(key)
         if store is None:
-            store = _cache[uri] = store_class_for(uri)(uri)  # type: ignore[call-arg]
+            store = _cache[key] = store_class_for(uri)(uri)  # type: ignore[call-arg]
         return store
 
 

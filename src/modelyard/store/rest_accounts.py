@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from modelyard.errors import InvalidArgument
 from modelyard.schemas.accounts import (
     AuditEntry,
@@ -35,8 +37,8 @@ def _seg(value: str) -> str:
 
 
 class RestAccountStore(AccountStore):
-    def __init__(self, uri: str) -> None:
-        self._rest = RestStore(uri)  # its pooled connections, token, retries and error mapping
+    def __init__(self, uri: str, client: httpx.Client | None = None) -> None:
+        self._rest = RestStore(uri, client=client)  # its pooled connections, token, retries and error mapping
 
     def close(self) -> None:
         self._rest.close()
