@@ -228,9 +228,12 @@ def test_default_role_none_hides_what_was_not_granted(private_team: Team) -> Non
     t = private_team
     exp = t.experiment("alice", "alices")
     bobs = t.experiment("bob", "bobs")
-    names = lambda who: {
-        e["name"] for e in t.http.get("/api/v1/experiments", headers=t.as_(who)).json()["experiments"]
-    }  # noqa: E731
+
+    def names(who: str) -> set[str]:
+        return {
+            e["name"] for e in t.http.get("/api/v1/experiments", headers=t.as_(who)).json()["experiments"]
+        }
+
     assert names("alice") == {"alices"} and names("bob") == {"bobs"}
     assert names("root") == {"Default", "alices", "bobs"}
     _error(
