@@ -73,11 +73,12 @@ def _show_new_token(token: NewToken) -> None:
 def users() -> None:
     """Create, list and delete the users of a server started with --auth.
 
+    The first admin is made on the server's database; later users by an admin, through the server.
+
     \b
-    Example (first admin, straight on the server's database):
+    Example:
       modelyard users create admin --admin --tracking-uri postgresql+psycopg://postgres@127.0.0.1/modelyard
-    Example (as an admin, through the server):
-      MODELYARD_TOKEN=... modelyard users create alice --tracking-uri http://mlhost:5000
+      MODELYARD_TOKEN=myd_... modelyard users create alice --tracking-uri http://mlhost:5000
     """
 
 
