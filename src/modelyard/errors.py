@@ -64,6 +64,13 @@ class PermissionDenied(ModelyardError):
     http_status = 403
 
 
+class GateFailed(ModelyardError):
+    """A promotion (stage transition or alias move) that the model's gate policy refuses."""
+
+    code = "GATE_FAILED"
+    http_status = 409
+
+
 class PayloadTooLarge(ModelyardError):
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
@@ -92,6 +99,7 @@ ALL_ERRORS: tuple[type[ModelyardError], ...] = (
     InvalidState,
     Unauthenticated,
     PermissionDenied,
+    GateFailed,
     PayloadTooLarge,
     SchemaOutdated,
     Unavailable,

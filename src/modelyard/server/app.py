@@ -156,6 +156,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.store = store
     app.state.settings = settings
     app.state.accounts = _accounts(store)
+    app.state.registry = _model_registry(store)
     app.state.authorizer = None
 
     @app.exception_handler(ModelyardError)
@@ -202,6 +203,13 @@ def _accounts(store: Any) -> Any:
     from modelyard.store.sql.store import SqlTrackingStore
 
     return SqlAccountStore(store) if isinstance(store, SqlTrackingStore) else None
+
+
+def _model_registry(store: Any) -> Any:
+    from modelyard.store.sql.model_registry import SqlModelRegistryStore
+    from modelyard.store.sql.store import SqlTrackingStore
+
+    return SqlModelRegistryStore(store) if isinstance(store, SqlTrackingStore) else None
 
 
 def _enable_auth(app: FastAPI, store: Any, default_role: Role | None) -> None:

@@ -8,6 +8,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 
 from modelyard.store.base import TrackingStore
+from modelyard.store.model_registry import ModelRegistryStore
 
 
 def store(request: Request) -> TrackingStore:
@@ -21,6 +22,16 @@ def store(request: Request) -> TrackingStore:
     return AuthorizedStore(
         request.app.state.store, principal, request.app.state.authorizer, state["audit_targets"]
     )
+
+
+def model_registry(request: Request) -> ModelRegistryStore:
+    """The model registry as this request may use it."""
+    registry = request.app.state.registry
+    if registry is None:
+        from modelyard.errors import InvalidArgument
+
+        raise InvalidArgument("This server's store has no model registry (it needs a SQL backend store).")
+    return registry  # type: ignore[no-any-return]
 
 
 def reply(model: BaseModel, status_code: int = 200) -> Response:

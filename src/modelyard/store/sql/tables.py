@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 
 metadata = MetaData()
 
@@ -192,4 +193,107 @@ audit_log = Table(
     Column("targets", Text, nullable=False, server_default=""),
     Column("status", Integer, nullable=False),
     Column("client", String(64)),
+)
+
+# Added by revision 0004: the model registry. Children follow a renamed model (ON UPDATE CASCADE).
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("gate_policy", Text),  # JSON GatePolicy
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", Integer, primary_key=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(32), index=True),
+    Column("status", String(24), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("signature", Text),  # JSON
+    Column("created_by", String(256)),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+    ),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("alias", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+stage_transitions = Table(
+    "stage_transitions",
+    metadata,
+    Column("transition_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("from_stage", String(16), nullable=False),
+    Column("to_stage", String(16), nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("user", String(256)),
+    Column("comment", Text, nullable=False, server_default=""),
+    Index("ix_stage_transitions_version", "name", "version"),
+)
+
+# Every registry change and run lifecycle change, in the transaction that made it (webhooks read it).
+registry_events = Table(
+    "registry_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("name", String(256), index=True),
+    Column("version", Integer),
+    Column("experiment_id", String(32)),
+    Column("run_id", String(32)),
+    Column("user", String(256)),
+    Column("payload", Text, nullable=False, server_default="{}"),
 )
