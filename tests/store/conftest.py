@@ -15,7 +15,9 @@ def _reset_postgres(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         names = sa.inspect(conn).get_table_names()
-        tables = [t for t in ("experiments", "datasets", "users", "audit_log") if t in names]
+        everything = ("experiments", "datasets", "users", "audit_log", "registered_models", "stage_transitions",
+                      "registry_events")  # fmt: skip
+        tables = [t for t in everything if t in names]
         if tables:
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -118,3 +118,57 @@ class ModelVersionsPage(_Model):
 class RegisteredModelsPage(_Model):
     registered_models: list[RegisteredModel]
     next_page_token: str | None = None
+
+
+# request and response bodies of /api/v1/models and /api/v1/model-versions -------------------------------
+class CreateRegisteredModel(_Model):
+    name: str
+    description: str = ""
+    tags: dict[str, str] | None = None
+
+
+class UpdateRegisteredModel(_Model):
+    description: str | None = None
+    new_name: str | None = None
+
+
+class CreateModelVersion(_Model):
+    source: str
+    run_id: str | None = None
+    description: str = ""
+    tags: dict[str, str] | None = None
+    signature: dict[str, Any] | None = None
+
+
+class UpdateModelVersion(_Model):
+    description: str
+
+
+class TransitionStage(_Model):
+    stage: str
+    archive_existing: bool = False
+    comment: str = ""
+
+
+class SetAlias(_Model):
+    version: int = Field(ge=1, le=2**31)
+
+
+class CheckGates(_Model):
+    target: str  # a stage name or @alias
+
+
+class GateCheckList(_Model):
+    checks: list[GateCheck]
+
+
+class ModelVersionList(_Model):
+    model_versions: list[ModelVersion]
+
+
+class StageHistory(_Model):
+    transitions: list[StageTransition]
+
+
+class EventList(_Model):
+    events: list[RegistryEvent]

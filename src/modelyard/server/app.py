@@ -133,7 +133,7 @@ def _document_errors(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    from modelyard.server.routes import access, artifacts, experiments, runs
+    from modelyard.server.routes import access, artifacts, experiments, models, runs
     from modelyard.store.registry import store_class_for
 
     settings = settings or ServerSettings()
@@ -190,6 +190,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(mlflow_router)  # the MLflow REST API and artifact proxy, for unmodified MLflow clients
     app.include_router(artifacts.router, prefix="/api/v1")
+    app.include_router(models.router, prefix="/api/v1")
     app.include_router(access.router, prefix="/api/v1")
     if settings.auth:
         _enable_auth(app, store, settings.default_role)

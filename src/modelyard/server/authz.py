@@ -1,5 +1,5 @@
-"""Who may do what: roles per experiment (and registered model), checked at the one interface every route
-goes through, the tracking store.
+"""Who may do what: roles per experiment and per registered model, checked at the interfaces every route goes
+through, the tracking store and the model registry.
 
 With auth on, each request's routes see an `AuthorizedStore`: the real store behind a check per method, so
 the REST API v1, the MLflow-compatible API and the artifact proxies enforce the same rules without any
@@ -30,7 +30,19 @@ from modelyard.schemas import (
     ViewType,
 )
 from modelyard.schemas.accounts import ResourceType, Role
+from modelyard.schemas.registry import (
+    GateCheck,
+    GatePolicy,
+    ModelVersion,
+    ModelVersionsPage,
+    RegisteredModel,
+    RegisteredModelsPage,
+    RegistryEvent,
+    Stage,
+    StageTransition,
+)
 from modelyard.store.base import TrackingStore
+from modelyard.store.model_registry import ModelRegistryStore
 
 if TYPE_CHECKING:
     from modelyard.store.sql.accounts import SqlAccountStore
@@ -323,3 +335,183 @@ def require(store: TrackingStore, experiment_id: str, needed: Role) -> None:
     """Check a role on an experiment for routes that act beside the store (artifacts); a no-op with auth off."""
     if isinstance(store, AuthorizedStore):
         store.require_experiment(experiment_id, needed)
+
+
+MODEL = ResourceType.REGISTERED_MODEL
+
+
+class AuthorizedRegistry(ModelRegistryStore):
+    """The model registry as one request's principal may use it (roles per registered model), with every
+    change attributed to that user."""
+
+    def __init__(
+        self, inner: ModelRegistryStore, who: Principal, authz: Authorizer, targets: list[str]
+    ) -> None:
+        self.inner, self.who, self.authz, self.targets = inner, who, authz, targets
+
+    def require_model(self, name: str, needed: Role) -> None:
+        target = f"model:{name}"
+        if target not in self.targets:
+            self.targets.append(target)
+        self.authz.require(self.who, MODEL, name, needed)
+
+    def _visible(self, names: list[str]) -> set[str] | None:
+        """The names the caller may read, or None for all of them."""
+        if self.who.is_admin or self.authz.default_role is not None:
+            return None
+        return self.authz.granted(self.who, MODEL) & set(names)
+
+    # registered models -----------------------------------------------------------------------------------
+    def create_registered_model(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModel:
+        created = self.inner.create_registered_model(name, description, tags)
+        self.targets.append(f"model:{name}")
+        if not self.who.is_admin:
+            self.authz.accounts.set_permission(self.who.username, MODEL, name, Role.MANAGE)
+            self.authz.forget()
+        return created
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        self.require_model(name, Role.READ)
+        return self.inner.get_registered_model(name)
+
+    def search_registered_models(
+        self, filter_string: str | None = None, max_results: int = 100, page_token: str | None = None
+    ) -> RegisteredModelsPage:
+        page = self.inner.search_registered_models(filter_string, max_results, page_token)
+        visible = self._visible([m.name for m in page.registered_models])
+        if visible is not None:
+            page.registered_models = [m for m in page.registered_models if m.name in visible]
+        return page
+
+    def update_registered_model(self, name: str, description: str) -> RegisteredModel:
+        self.require_model(name, Role.EDIT)
+        return self.inner.update_registered_model(name, description)
+
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        self.require_model(name, Role.MANAGE)
+        renamed = self.inner.rename_registered_model(name, new_name)
+        for grant in self.authz.accounts.list_permissions(resource_type=MODEL, resource_id=name):
+            self.authz.accounts.set_permission(grant.username, MODEL, new_name, grant.role)
+            self.authz.accounts.delete_permission(grant.username, MODEL, name)
+        self.authz.forget()
+        return renamed
+
+    def delete_registered_model(self, name: str) -> None:
+        self.require_model(name, Role.MANAGE)
+        self.inner.delete_registered_model(name)
+        for grant in self.authz.accounts.list_permissions(resource_type=MODEL, resource_id=name):
+            self.authz.accounts.delete_permission(grant.username, MODEL, name)
+        self.authz.forget()
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        self.require_model(name, Role.EDIT)
+        self.inner.set_registered_model_tag(name, key, value)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        self.require_model(name, Role.EDIT)
+        self.inner.delete_registered_model_tag(name, key)
+
+    # versions --------------------------------------------------------------------------------------------
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        signature: dict[str, object] | None = None,
+        user: str | None = None,
+    ) -> ModelVersion:
+        self.require_model(name, Role.EDIT)
+        return self.inner.create_model_version(
+            name, source, run_id, description, tags, signature, self.who.username
+        )
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        self.require_model(name, Role.READ)
+        return self.inner.get_model_version(name, version)
+
+    def search_model_versions(
+        self, filter_string: str | None = None, max_results: int = 100, page_token: str | None = None
+    ) -> ModelVersionsPage:
+        page = self.inner.search_model_versions(filter_string, max_results, page_token)
+        visible = self._visible([mv.name for mv in page.model_versions])
+        if visible is not None:
+            page.model_versions = [mv for mv in page.model_versions if mv.name in visible]
+        return page
+
+    def update_model_version(self, name: str, version: int | str, description: str) -> ModelVersion:
+        self.require_model(name, Role.EDIT)
+        return self.inner.update_model_version(name, version, description)
+
+    def delete_model_version(self, name: str, version: int | str, force: bool = False) -> None:
+        self.require_model(name, Role.MANAGE)
+        self.inner.delete_model_version(name, version, force)
+
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: str) -> None:
+        self.require_model(name, Role.EDIT)
+        self.inner.set_model_version_tag(name, version, key, value)
+
+    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
+        self.require_model(name, Role.EDIT)
+        self.inner.delete_model_version_tag(name, version, key)
+
+    def get_latest_versions(
+        self, name: str, stages: Sequence[Stage | str] | None = None
+    ) -> list[ModelVersion]:
+        self.require_model(name, Role.READ)
+        return self.inner.get_latest_versions(name, stages)
+
+    # stages and aliases ----------------------------------------------------------------------------------
+    def transition_stage(
+        self,
+        name: str,
+        version: int | str,
+        stage: Stage | str,
+        archive_existing: bool = False,
+        comment: str = "",
+        user: str | None = None,
+    ) -> ModelVersion:
+        self.require_model(name, Role.EDIT)
+        return self.inner.transition_stage(name, version, stage, archive_existing, comment, self.who.username)
+
+    def stage_history(self, name: str, version: int | str | None = None) -> list[StageTransition]:
+        self.require_model(name, Role.READ)
+        return self.inner.stage_history(name, version)
+
+    def set_alias(self, name: str, alias: str, version: int | str, user: str | None = None) -> ModelVersion:
+        self.require_model(name, Role.EDIT)
+        return self.inner.set_alias(name, alias, version, self.who.username)
+
+    def delete_alias(self, name: str, alias: str, user: str | None = None) -> None:
+        self.require_model(name, Role.EDIT)
+        self.inner.delete_alias(name, alias, self.who.username)
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        self.require_model(name, Role.READ)
+        return self.inner.get_version_by_alias(name, alias)
+
+    # gates and events ------------------------------------------------------------------------------------
+    def set_gate_policy(self, name: str, policy: GatePolicy) -> GatePolicy:
+        self.require_model(name, Role.MANAGE)
+        return self.inner.set_gate_policy(name, policy)
+
+    def get_gate_policy(self, name: str) -> GatePolicy:
+        self.require_model(name, Role.READ)
+        return self.inner.get_gate_policy(name)
+
+    def check_gates(self, name: str, version: int | str, target: str) -> list[GateCheck]:
+        self.require_model(name, Role.READ)
+        return self.inner.check_gates(name, version, target)
+
+    def list_events(
+        self, name: str | None = None, after_id: int = 0, max_results: int = 100
+    ) -> list[RegistryEvent]:
+        if name is None:
+            if not self.who.is_admin:
+                raise PermissionDenied("Only an admin may read every model's events; name a model.")
+        else:
+            self.require_model(name, Role.READ)
+        return self.inner.list_events(name, after_id, max_results)

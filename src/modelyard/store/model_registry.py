@@ -20,14 +20,14 @@ from modelyard.schemas.registry import (
     StageTransition,
 )
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\- /]{0,255}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.\- ]{0,255}$")
 _ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,255}$")
 
 
 def validate_model_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name != name.strip() or "//" in name:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name != name.strip():
         raise InvalidArgument(
-            f"Invalid model name {name!r}: use 1-256 letters, digits, '_', '-', '.', ' ' or '/', starting with a "
+            f"Invalid model name {name!r}: use 1-256 letters, digits, '_', '-', '.' or ' ', starting with a "
             "letter or digit."
         )
     return name

@@ -31,7 +31,13 @@ def model_registry(request: Request) -> ModelRegistryStore:
         from modelyard.errors import InvalidArgument
 
         raise InvalidArgument("This server's store has no model registry (it needs a SQL backend store).")
-    return registry  # type: ignore[no-any-return]
+    state = request.scope.get("state") or {}
+    principal = state.get("principal")
+    if principal is None:
+        return registry  # type: ignore[no-any-return]
+    from modelyard.server.authz import AuthorizedRegistry
+
+    return AuthorizedRegistry(registry, principal, request.app.state.authorizer, state["audit_targets"])
 
 
 def reply(model: BaseModel, status_code: int = 200) -> Response:
