@@ -297,3 +297,37 @@ registry_events = Table(
     Column("user", String(256)),
     Column("payload", Text, nullable=False, server_default="{}"),
 )
+
+# Webhooks: subscribers to registry and run events, and one row per (webhook, event) delivery with its attempts.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),  # the HMAC-SHA256 key; it must be readable to sign deliveries
+    Column("events", Text, nullable=False, server_default="*"),  # comma-separated event types, or '*'
+    Column("model_name", String(256)),  # subscribe to one registered model ...
+    Column("experiment_id", String(32)),  # ... or one experiment's runs
+    Column("description", Text, nullable=False, server_default=""),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_time", BigInteger, nullable=False),
+    Column("last_event_id", Integer, nullable=False, server_default="0"),  # events up to here are queued
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(32), ForeignKey("webhooks.webhook_id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_time", BigInteger, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("last_duration_ms", Integer),
+    Column("created_time", BigInteger, nullable=False),
+    Column("delivered_time", BigInteger),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_time"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "delivery_id"),
+)

@@ -1,4 +1,4 @@
-"""The model registry: registered models, versions, tags, aliases, stage history, events.
+"""The model registry: registered models, versions, tags, aliases, stage history, events, webhooks.
 
 Revision ID: 0004
 Revises: 0003
@@ -99,9 +99,45 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id"),
     )
     op.create_index("ix_registry_events_name", "registry_events", ["name"])
+    op.create_table(
+        "webhooks",
+        sa.Column("webhook_id", sa.String(length=32), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column("events", sa.Text(), server_default="*", nullable=False),
+        sa.Column("model_name", sa.String(length=256), nullable=True),
+        sa.Column("experiment_id", sa.String(length=32), nullable=True),
+        sa.Column("description", sa.Text(), server_default="", nullable=False),
+        sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column("created_time", sa.BigInteger(), nullable=False),
+        sa.Column("last_event_id", sa.Integer(), server_default="0", nullable=False),
+        sa.PrimaryKeyConstraint("webhook_id"),
+    )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("delivery_id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("webhook_id", sa.String(length=32), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("next_attempt_time", sa.BigInteger(), nullable=False),
+        sa.Column("last_status", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_duration_ms", sa.Integer(), nullable=True),
+        sa.Column("created_time", sa.BigInteger(), nullable=False),
+        sa.Column("delivered_time", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(["webhook_id"], ["webhooks.webhook_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("delivery_id"),
+    )
+    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_time"])
+    op.create_index("ix_webhook_deliveries_webhook", "webhook_deliveries", ["webhook_id", "delivery_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_webhook", "webhook_deliveries")
+    op.drop_index("ix_webhook_deliveries_due", "webhook_deliveries")
+    op.drop_table("webhook_deliveries")
+    op.drop_table("webhooks")
     op.drop_index("ix_registry_events_name", "registry_events")
     op.drop_table("registry_events")
     op.drop_index("ix_stage_transitions_version", "stage_transitions")
