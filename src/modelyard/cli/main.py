@@ -17,6 +17,7 @@ from modelyard.cli.common import State, err, pass_state
 from modelyard.cli.db import db
 from modelyard.cli.experiments import experiments
 from modelyard.cli.gc import gc
+from modelyard.cli.models import models
 from modelyard.cli.runs import runs
 from modelyard.cli.server import server
 from modelyard.errors import ModelyardError
@@ -96,5 +97,5 @@ def quickstart(state: State, experiment: str, no_plot: bool) -> None:
     qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri)
 
 
-for command in (experiments, runs, artifacts, db, gc, server, users, tokens, permissions, audit):
+for command in (experiments, runs, artifacts, models, db, gc, server, users, tokens, permissions, audit):
     cli.add_command(command)

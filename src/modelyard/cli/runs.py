@@ -290,3 +290,60 @@ def restore_run(state: State, run_id: str) -> None:
     """
     state.client.restore_run(run_id)
     out().print(f"Restored run [{ID_STYLE}]{run_id}[/]")
+
+
+@runs.command("reproduce")
+@click.argument("run_id")
+@json_option
+@pass_state
+def reproduce(state: State, run_id: str, as_json: bool) -> None:
+    """Print what reproduces a run: the exact commit (and its uncommitted diff), command, params and data.
+
+    \b
+    Example:
+      modelyard runs reproduce 9f0c2d41aa...
+    """
+    from modelyard.registry.lineage import reproduction
+
+    recipe = reproduction(state.client.get_run(run_id))
+    if as_json:
+        print_json(recipe)
+        return
+    console = out()
+    console.soft_wrap = True  # commands stay on one line, ready to copy
+    console.print(f"[bold]Reproduce run {recipe.run_id}[/] (experiment {recipe.experiment_id})\n")
+    step = 1
+    if recipe.git_commit:
+        where = f" from {esc(recipe.git_repo_url)}" if recipe.git_repo_url else ""
+        console.print(f"{step}. Check out the code{where}:\n     git checkout {recipe.git_commit}")
+        step += 1
+        if recipe.git_dirty:
+            console.print(
+                f"{step}. The run had uncommitted changes; apply them:\n"
+                f"     modelyard artifacts download {recipe.run_id} {recipe.diff_artifact} --dest /tmp && "
+                f"git apply /tmp/{recipe.diff_artifact}"
+            )
+            step += 1
+    else:
+        console.print(
+            f"{step}. [yellow]No git commit was recorded[/] (the run did not start in a git repository)."
+        )
+        step += 1
+    if recipe.packages_artifact:
+        console.print(
+            f"{step}. Install the same packages (Python {recipe.python_version}):\n"
+            f"     modelyard artifacts download {recipe.run_id} {recipe.packages_artifact} --dest /tmp && "
+            f"pip install -r /tmp/{recipe.packages_artifact}"
+        )
+        step += 1
+    for data in recipe.datasets:
+        console.print(
+            f"{step}. Use dataset {esc(data['name'])} ({esc(data.get('context') or 'data')}) with digest "
+            f"[{ID_STYLE}]{data['digest']}[/]"
+            + (f" from {esc(data['source'])}" if data.get("source") else "")
+        )
+        step += 1
+    console.print(f"{step}. Run:\n     {esc(recipe.command or '(the command was not recorded)')}")
+    if recipe.params:
+        console.print("\n   with these params:")
+        console.print(key_value_grid((esc(k), esc(v)) for k, v in recipe.params.items()))

@@ -60,6 +60,15 @@ def entry_point() -> str:
     return str(Path(source).resolve()) if source and not source.startswith("-") else "<interactive>"
 
 
+def command_line() -> str:
+    """How this process was started, as a shell line (`python train.py --lr 0.1`), to reproduce the run."""
+    import shlex
+
+    head = sys.argv[0]
+    launcher = ["python"] if head.endswith(".py") else []  # a console script runs as it is
+    return shlex.join([*launcher, head, *sys.argv[1:]])[:5000]
+
+
 def source_dir() -> str:
     ep = entry_point()
     return str(Path(ep).parent) if ep != "<interactive>" else os.getcwd()
@@ -84,6 +93,8 @@ def run_tags() -> dict[str, str]:
         TAG_PREFIX + "host": socket.gethostname(),
         TAG_PREFIX + "user": _user(),
     }
+    if sys.argv and sys.argv[0] and not sys.argv[0].startswith("-"):
+        tags[TAG_PREFIX + "source.command"] = command_line()
     git = git_state(source_dir())
     if git is not None:
         tags[TAG_PREFIX + "source.git.commit"] = git.commit

@@ -1,0 +1,200 @@
+"""Lineage: from a model version (or a run's model) back to the run, code, parameters and data that made it,
+and what a person needs to reproduce a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from modelyard.schemas import Run
+from modelyard.tracking.context import DIFF_ARTIFACT, PACKAGES_ARTIFACT, TAG_PREFIX
+
+GIT = TAG_PREFIX + "source.git."
+
+
+class LineageNode(BaseModel):
+    id: str
+    kind: str  # model_version, run, parent_run, code, dataset, params
+    label: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class LineageEdge(BaseModel):
+    source: str
+    target: str
+    relation: str  # produced_by, child_of, code, input, params
+
+
+class Lineage(BaseModel):
+    """A small graph rooted at `root`: edges point from a thing to what it came from."""
+
+    root: str
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+
+    def node(self, node_id: str) -> LineageNode:
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def children(self, node_id: str) -> list[tuple[str, LineageNode]]:
+        return [(e.relation, self.node(e.target)) for e in self.edges if e.source == node_id]
+
+
+class Reproduction(BaseModel):
+    """What to check out, install, feed and run to make a run again."""
+
+    run_id: str
+    experiment_id: str
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_repo_url: str | None = None
+    git_dirty: bool = False
+    diff_artifact: str | None = None  # the uncommitted changes, as a patch artifact of the run
+    command: str | None = None
+    python_version: str | None = None
+    packages_artifact: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def reproduction(run: Run) -> Reproduction:
+    tags = run.data.tags
+    dirty = tags.get(GIT + "dirty") == "true"
+    return Reproduction(
+        run_id=run.run_id,
+        experiment_id=run.info.experiment_id,
+        git_commit=tags.get(GIT + "commit"),
+        git_branch=tags.get(GIT + "branch"),
+        git_repo_url=tags.get(GIT + "repo_url"),
+        git_dirty=dirty,
+        diff_artifact=DIFF_ARTIFACT if dirty else None,
+        command=tags.get(TAG_PREFIX + "source.command") or tags.get(TAG_PREFIX + "source.name"),
+        python_version=tags.get(TAG_PREFIX + "python_version"),
+        packages_artifact=PACKAGES_ARTIFACT if TAG_PREFIX + "python_version" in tags else None,
+        params=dict(sorted(run.data.params.items())),
+        datasets=[
+            {
+                "name": i.dataset.name,
+                "digest": i.dataset.digest,
+                "source": i.dataset.source,
+                "context": i.context,
+                "num_rows": i.dataset.num_rows,
+            }
+            for i in run.inputs
+        ],
+    )
+
+
+def lineage(model_uri: str, tracking_uri: str | None = None) -> Lineage:
+    """The graph from a model (`models:/...` or `runs:/<run_id>/<path>`) to its run, that run's parent (e.g.
+    the pipeline run), code (commit, and diff when dirty), parameters and datasets."""
+    from modelyard.errors import InvalidArgument
+    from modelyard.registry.client import run_id_of
+    from modelyard.registry.uris import model_version_for
+    from modelyard.tracking.client import Client
+
+    nodes: list[LineageNode] = []
+    edges: list[LineageEdge] = []
+    if model_uri.startswith("models:/"):
+        mv = model_version_for(model_uri, tracking_uri)
+        root = f"model:{mv.name}/{mv.version}"
+        nodes.append(
+            LineageNode(
+                id=root,
+                kind="model_version",
+                label=f"{mv.name} version {mv.version}",
+                attributes={
+                    "stage": mv.stage.value,
+                    "aliases": mv.aliases,
+                    "source": mv.source,
+                    "status": mv.status.value,
+                },
+            )
+        )
+        run_id = mv.run_id or run_id_of(mv.source)
+    else:
+        run_id = run_id_of(model_uri)
+        if run_id is None:
+            raise InvalidArgument(f"Lineage needs a models:/ or runs:/ URI, got {model_uri!r}.")
+        root = f"model:{model_uri}"
+        nodes.append(LineageNode(id=root, kind="model", label=model_uri))
+    if run_id is None:
+        return Lineage(root=root, nodes=nodes, edges=edges)
+
+    client = Client(tracking_uri)
+    run = client.get_run(run_id)
+    run_node = f"run:{run.run_id}"
+    nodes.append(
+        LineageNode(
+            id=run_node,
+            kind="run",
+            label=f"run {run.info.run_name} ({run.run_id})",
+            attributes={
+                "experiment_id": run.info.experiment_id,
+                "status": run.info.status.value,
+                "start_time": run.info.start_time,
+                "metrics": dict(sorted(run.data.metrics.items())),
+            },
+        )
+    )
+    edges.append(LineageEdge(source=root, target=run_node, relation="produced_by"))
+    if run.info.parent_run_id:
+        parent = client.get_run(run.info.parent_run_id)
+        parent_node = f"run:{parent.run_id}"
+        nodes.append(
+            LineageNode(
+                id=parent_node,
+                kind="parent_run",
+                label=f"run {parent.info.run_name} ({parent.run_id})",
+                attributes={
+                    k: v for k, v in parent.data.tags.items() if k.startswith(TAG_PREFIX + "pipeline")
+                },
+            )
+        )
+        edges.append(LineageEdge(source=run_node, target=parent_node, relation="child_of"))
+    recipe = reproduction(run)
+    if recipe.git_commit or recipe.command:
+        code = {
+            "commit": recipe.git_commit,
+            "branch": recipe.git_branch,
+            "repo_url": recipe.git_repo_url,
+            "dirty": recipe.git_dirty,
+            "diff_artifact": f"runs:/{run.run_id}/{recipe.diff_artifact}" if recipe.diff_artifact else None,
+            "command": recipe.command,
+        }
+        label = f"commit {recipe.git_commit[:12]}" if recipe.git_commit else "code (no git)"
+        nodes.append(
+            LineageNode(
+                id=f"code:{run.run_id}",
+                kind="code",
+                label=label + (" + uncommitted changes" if recipe.git_dirty else ""),
+                attributes={k: v for k, v in code.items() if v not in (None, "")},
+            )
+        )
+        edges.append(LineageEdge(source=run_node, target=f"code:{run.run_id}", relation="code"))
+    if recipe.params:
+        nodes.append(
+            LineageNode(
+                id=f"params:{run.run_id}",
+                kind="params",
+                label=f"{len(recipe.params)} params",
+                attributes=recipe.params,
+            )
+        )
+        edges.append(LineageEdge(source=run_node, target=f"params:{run.run_id}", relation="params"))
+    for data in recipe.datasets:
+        node_id = f"dataset:{data['digest']}"
+        if all(n.id != node_id for n in nodes):
+            label = f"dataset {data['name']} ({data['digest'][:12]})"
+            nodes.append(
+                LineageNode(
+                    id=node_id,
+                    kind="dataset",
+                    label=label,
+                    attributes={k: v for k, v in data.items() if v is not None},
+                )
+            )
+        edges.append(
+            LineageEdge(source=run_node, target=node_id, relation=f"input:{data.get('context') or 'data'}")
+        )
+    return Lineage(root=root, nodes=nodes, edges=edges)
