@@ -42,6 +42,12 @@ _EXPORTS: dict[str, str] = {
     "ActiveRun": "modelyard.tracking.fluent",
     # explicit client
     "Client": "modelyard.tracking.client",
+    # model registry
+    "register_model": "modelyard.registry",
+    "RegistryClient": "modelyard.registry",
+    "lineage": "modelyard.registry.lineage",
+    "RegisteredModel": "modelyard.schemas.registry",
+    "ModelVersion": "modelyard.schemas.registry",
     # wire models
     "Experiment": "modelyard.schemas",
     "Run": "modelyard.schemas",
@@ -61,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "AlreadyExists": "modelyard.errors",
     "InvalidArgument": "modelyard.errors",
     "Conflict": "modelyard.errors",
+    "GateFailed": "modelyard.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -80,7 +87,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from modelyard.errors import AlreadyExists, Conflict, InvalidArgument, ModelyardError, NotFound
+    from modelyard.errors import (
+        AlreadyExists,
+        Conflict,
+        GateFailed,
+        InvalidArgument,
+        ModelyardError,
+        NotFound,
+    )
+    from modelyard.registry import RegistryClient, register_model
+    from modelyard.registry.lineage import lineage
     from modelyard.schemas import (
         Dataset,
         DatasetInput,
@@ -95,6 +111,7 @@ if TYPE_CHECKING:
         RunTag,
         ViewType,
     )
+    from modelyard.schemas.registry import ModelVersion, RegisteredModel
     from modelyard.tracking.client import Client
     from modelyard.tracking.fluent import (
         ActiveRun,

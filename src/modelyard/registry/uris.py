@@ -28,7 +28,9 @@ def model_version_for(uri: str, tracking_uri: str | None = None) -> ModelVersion
     if selector.isdigit():
         return client.get_model_version(name, selector)
     if selector.lower() == "latest":
-        versions = client.store.search_model_versions(f"name = '{_quote(name)}'", max_results=1).model_versions
+        versions = client.store.search_model_versions(
+            f"name = '{_quote(name)}'", max_results=1
+        ).model_versions
         if not versions:
             raise NotFound(f"Model {name!r} has no versions yet.")
         return versions[0]
