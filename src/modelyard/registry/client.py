@@ -47,7 +47,7 @@ def registry_store_for(tracking_uri: str) -> ModelRegistryStore:
 def run_id_of(model_uri: str) -> str | None:
     """The run of a `runs:/<run_id>/<path>` URI (None for other sources)."""
     if model_uri.startswith("runs:/"):
-        run_id = model_uri[len("runs:/") :].lstrip("/").split("/", 1)[0]
+        run_id = model_uri[len("runs:/") :].split("/", 1)[0]
         if not run_id:
             raise InvalidArgument(f"{model_uri!r} names no run: write runs:/<run_id>/<path>.")
         return run_id
