@@ -42,6 +42,10 @@ _EXPORTS: dict[str, str] = {
     "ActiveRun": "modelyard.tracking.fluent",
     # explicit client
     "Client": "modelyard.tracking.client",
+    # models
+    "log_model": "modelyard.models",
+    "load_model": "modelyard.models",
+    "load_predictor": "modelyard.models",
     # model registry
     "register_model": "modelyard.registry",
     "RegistryClient": "modelyard.registry",
@@ -95,6 +99,7 @@ if TYPE_CHECKING:
         ModelyardError,
         NotFound,
     )
+    from modelyard.models import load_model, load_predictor, log_model
     from modelyard.registry import RegistryClient, register_model
     from modelyard.registry.lineage import lineage
     from modelyard.schemas import (
