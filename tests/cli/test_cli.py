@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+import modelyard
 from modelyard.cli.common import fmt_duration
 from modelyard.cli.gc import parse_age
 from modelyard.cli.main import cli
@@ -97,8 +98,9 @@ def test_quickstart_tracks_runs_with_metrics_artifacts_and_datasets(qs: tuple[Pa
 
         root = Path(client.download_artifacts(r.run_id, "", home / "dl" / r.run_id))
         assert (root / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
-        model = pickle.loads((root / "model" / "model.pkl").read_bytes())
-        assert model.predict([[0.0] * 64]).shape == (1,)
+        assert {"model.yaml", "input_example.json"} <= {p.name for p in (root / "model").iterdir()}
+        predictor = modelyard.load_predictor(f"runs:/{r.run_id}/model")
+        assert predictor.predict(np.zeros((1, 64))).shape == (1,)
 
     # the printed table lists the runs best first, and the hints name the best run
     positions = [printed.index(r.run_id) for r in runs]
@@ -107,6 +109,25 @@ def test_quickstart_tracks_runs_with_metrics_artifacts_and_datasets(qs: tuple[Pa
     assert 'modelyard runs search --experiment quickstart --filter "metrics.accuracy > 0.9"' in printed
     assert str(home / "modelyard.db") in printed
     assert runs[0].info.artifact_uri in printed
+
+
+def test_quickstart_releases_the_best_model_through_its_gate(qs: tuple[Path, str]) -> None:
+    """The best run's model is registered, passes the gate into Production, is the champion, and its lineage
+    (run, params, datasets) is printed."""
+    home, printed = qs
+    best = quickstart_runs(home)[0]
+    registry = modelyard.RegistryClient(f"sqlite:///{home / 'modelyard.db'}")
+    production = registry.get_latest_versions("quickstart-digits", ["Production"])
+    assert [(v.run_id, v.aliases) for v in production] == [(best.run_id, ["champion"])]
+    assert [r.rule for r in registry.get_gates("quickstart-digits").rules] == [
+        "metrics.accuracy >= 0.9", "metrics.accuracy >= champion",
+    ]  # fmt: skip
+    assert "gate metrics.accuracy >= 0.9" in printed and "models:/quickstart-digits@champion" in printed
+    assert (
+        f"produced_by: run {best.info.run_name}" in printed
+        and "input:training: dataset digits-train" in printed
+    )
+    assert "modelyard models show quickstart-digits" in printed
 
 
 def test_quickstart_honours_the_global_tracking_uri(qs: tuple[Path, str], tmp_path: Path) -> None:
@@ -277,9 +298,9 @@ def test_artifacts_list_and_download(qs: tuple[Path, str], tmp_path: Path) -> No
     assert top["confusion_matrix.png"]["file_size"] > 1000
     assert "confusion_matrix.png" in run("artifacts", "list", run_id).stdout
     recursive = [f["path"] for f in json.loads(run("artifacts", "list", run_id, "-r", "--json").stdout)]
-    assert "model/model.pkl" in recursive and "_modelyard/requirements.txt" in recursive
-    assert [f["path"] for f in json.loads(run("artifacts", "list", run_id, "model", "--json").stdout)] == [
-        "model/model.pkl"
+    assert "model/model.yaml" in recursive and "_modelyard/requirements.txt" in recursive
+    assert "model/model.yaml" in [
+        f["path"] for f in json.loads(run("artifacts", "list", run_id, "model", "--json").stdout)
     ]
 
     dest = tmp_path / "out"
@@ -287,9 +308,9 @@ def test_artifacts_list_and_download(qs: tuple[Path, str], tmp_path: Path) -> No
     assert Path(printed) == (dest / "confusion_matrix.png").resolve()
     assert Path(printed).read_bytes().startswith(PNG_MAGIC)
     folder = Path(run("artifacts", "download", run_id, "model", "-d", str(dest)).stdout.strip())
-    assert (folder / "model.pkl").is_file()
+    assert (folder / "model.yaml").is_file()
     everything = Path(run("artifacts", "download", run_id).stdout.strip())
-    assert (everything / "model" / "model.pkl").is_file() and (everything / "confusion_matrix.png").is_file()
+    assert (everything / "model" / "model.yaml").is_file() and (everything / "confusion_matrix.png").is_file()
 
     missing = run("artifacts", "download", run_id, "nope.txt", "--dest", str(dest), code=1)
     assert missing.stderr.startswith("Error: No artifact 'nope.txt'")

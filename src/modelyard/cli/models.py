@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from modelyard.cli.common import (
@@ -20,6 +22,11 @@ from modelyard.cli.common import (
     print_json,
     tracking_uri_option,
 )
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from modelyard.registry.lineage import Lineage
 
 STAGE_STYLES = {"Production": "green", "Staging": "yellow", "Archived": "dim", "None": ""}
 
@@ -404,14 +411,18 @@ def lineage(state: State, model_uri: str, as_json: bool) -> None:
     Example:
       modelyard models lineage models:/churn@champion
     """
-    from rich.tree import Tree
-
     from modelyard.registry.lineage import lineage as build
 
     graph = build(model_uri, state.tracking_uri)
     if as_json:
         print_json(graph)
         return
+    out().print(lineage_tree(graph))
+
+
+def lineage_tree(graph: Lineage) -> Tree:
+    """A lineage graph as a rich tree, from the model down to its run, code, params and data."""
+    from rich.tree import Tree
 
     def label(node_id: str, relation: str | None = None) -> str:
         node = graph.node(node_id)
@@ -433,4 +444,4 @@ def lineage(state: State, model_uri: str, as_json: bool) -> None:
             grow(branch.add(label(child.id, relation)), child.id)
 
     grow(tree, graph.root)
-    out().print(tree)
+    return tree

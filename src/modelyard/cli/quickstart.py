@@ -1,20 +1,20 @@
-"""The quickstart: train a small classifier four ways and track every run, in a few seconds.
+"""The quickstart: train a small classifier four ways, track every run, and release the best, in seconds.
 
 It is the README's main example as a command. Each run logs its parameters, the train and validation datasets,
-a per-epoch loss and accuracy curve, final accuracy and F1, a confusion-matrix figure and the fitted model;
-then the runs are compared with a search ordered by accuracy. scikit-learn's bundled digits dataset (8x8
-images of handwritten digits) is used, so nothing is downloaded.
+a per-epoch loss and accuracy curve, final accuracy and F1, a confusion-matrix figure and the fitted model
+(Modelyard's model format, with its signature); then the runs are compared with a search ordered by accuracy,
+the best model is registered, promoted to Production through a gate, aliased `champion`, and its lineage is
+printed. scikit-learn's bundled digits dataset (8x8 images of handwritten digits) is used, so nothing is
+downloaded.
 """
 
 from __future__ import annotations
 
-import pickle
+import re
 import shlex
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ SETTINGS: tuple[dict[str, float], ...] = (
     {"lr": 0.01, "alpha": 0.05},
 )
 DATA_SOURCE = "sklearn.datasets.load_digits"
+# The release gate: a version reaches Production only above this accuracy, and takes the champion alias only if
+# it is at least as good as the current champion.
+GATES = ("metrics.accuracy >= 0.9", "metrics.accuracy >= champion on @champion")
 _EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "pandas": "pandas"}
 
 
@@ -71,7 +74,11 @@ def run(
             data = _load_data()
         run_ids = _train_all(experiment, data, plot, console)
         runs = _compare(experiment, run_ids)
-        _report(console, experiment, runs, my.get_tracking_uri())
+        _table(console, experiment, runs)
+        if runs:
+            model_name = _model_name(experiment)
+            _release(console, model_name, runs[0])
+            _hints(console, experiment, model_name, runs[0], my.get_tracking_uri())
         return runs
     finally:
         if switch:
@@ -192,10 +199,7 @@ def _train_one(
             matrix = confusion_matrix(data.y_val, predicted, labels=data.classes)
             my.log_figure(_confusion_figure(matrix, data.classes, name), "confusion_matrix.png")
         model = Pipeline([("scale", scaler), ("classify", clf)])
-        with tempfile.TemporaryDirectory(prefix="modelyard-quickstart-") as tmp:
-            path = Path(tmp) / "model.pkl"
-            path.write_bytes(pickle.dumps(model))
-            my.log_artifact(path, artifact_path="model")
+        my.log_model(model, "model", input_example=data.X_val[:5])
         return active.run_id, accuracy
 
 
@@ -242,7 +246,36 @@ def _compare(experiment: str, run_ids: list[str]) -> list[Run]:
     return runs
 
 
-def _report(console: Console, experiment: str, runs: list[Run], tracking_uri: str) -> None:
+def _model_name(experiment: str) -> str:
+    return re.sub(r"[^\w.\- ]", "-", f"{experiment}-digits").lstrip("-_. ") or "quickstart-digits"
+
+
+def _release(console: Console, model_name: str, best: Run) -> None:
+    """Register the best run's model, promote it to Production through the gate, alias it, show its lineage."""
+    import modelyard as my
+    from modelyard.cli.common import ID_STYLE, esc
+    from modelyard.cli.models import lineage_tree
+
+    registry = my.RegistryClient(my.get_tracking_uri())
+    version = my.register_model(f"runs:/{best.run_id}/model", model_name).version
+    registry.set_gates(model_name, [_gate(rule) for rule in GATES])
+    console.print(f"\n[bold]Releasing the best run[/] as {esc(model_name)} version [{ID_STYLE}]{version}[/]")
+    for check in registry.check_gates(model_name, version, "Production"):
+        console.print(f"  [green]✓[/] gate [bold]{esc(check.rule)}[/]  [dim]{esc(check.detail)}[/]")
+    registry.transition_stage(
+        model_name, version, "Production", archive_existing=True, comment="best quickstart run"
+    )
+    registry.set_alias(model_name, "champion", version)
+    console.print(f"  [green]✓[/] in Production as models:/{esc(model_name)}@champion. Where it came from:")
+    console.print(lineage_tree(my.lineage(f"models:/{model_name}/{version}", my.get_tracking_uri())))
+
+
+def _gate(text: str) -> dict[str, object]:
+    rule, _, target = text.partition(" on ")
+    return {"rule": rule, "on": [target]} if target else {"rule": rule}
+
+
+def _table(console: Console, experiment: str, runs: list[Run]) -> None:
     from modelyard.cli.common import ID_STYLE, esc, fmt_metric, new_table
 
     narrow = console.width < 86  # the run names repeat the params: drop them rather than fold every row
@@ -258,9 +291,10 @@ def _report(console: Console, experiment: str, runs: list[Run], tracking_uri: st
         cells += [p.get("lr", ""), p.get("alpha", ""), fmt_metric(m.get("accuracy")), fmt_metric(m.get("f1"))]
         table.add_row(*cells, run.run_id, style="bold green" if rank == 0 else None)
     console.print(table)
-    if not runs:
-        return
-    best = runs[0]
+
+
+def _hints(console: Console, experiment: str, model_name: str, best: Run, tracking_uri: str) -> None:
+    from modelyard.cli.common import esc
     from modelyard.store.sql.engine import redact
 
     console.print("\n[bold]Where everything is[/]")
@@ -270,6 +304,11 @@ def _report(console: Console, experiment: str, runs: list[Run], tracking_uri: st
     hints = (
         (f"modelyard runs show {best.run_id}", "params, metrics, datasets and tags of the best run"),
         (f"modelyard artifacts list {best.run_id} -r", "its confusion matrix, model and environment"),
+        (
+            f"modelyard models show {shlex.quote(model_name)}",
+            "the released model's versions, stages and gates",
+        ),
+        (f"modelyard runs reproduce {best.run_id}", "the commit, command, params and data to reproduce it"),
         (
             f'modelyard runs search --experiment {shlex.quote(experiment)} --filter "metrics.accuracy > 0.9"',
             "search runs by metric",

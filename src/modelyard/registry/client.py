@@ -14,7 +14,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from modelyard import config
 from modelyard.errors import AlreadyExists, InvalidArgument
 from modelyard.schemas.registry import (
     GateCheck,
@@ -64,7 +63,9 @@ def current_user() -> str | None:
 
 class RegistryClient:
     def __init__(self, tracking_uri: str | None = None) -> None:
-        self.tracking_uri = tracking_uri or config.tracking_uri()
+        from modelyard.tracking.fluent import get_tracking_uri
+
+        self.tracking_uri = tracking_uri or get_tracking_uri()  # my.set_tracking_uri applies here too
         self._store: ModelRegistryStore | None = None
 
     @property

@@ -92,7 +92,9 @@ def lineage(model_uri: str, tracking_uri: str | None = None) -> Lineage:
     from modelyard.registry.client import run_id_of
     from modelyard.registry.uris import model_version_for
     from modelyard.tracking.client import Client
+    from modelyard.tracking.fluent import get_tracking_uri
 
+    tracking_uri = tracking_uri or get_tracking_uri()
     nodes: list[LineageNode] = []
     edges: list[LineageEdge] = []
     if model_uri.startswith("models:/"):
