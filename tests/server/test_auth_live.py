@@ -162,6 +162,8 @@ def test_unmodified_mlflow_client_with_tokens(team: Deployment, monkeypatch: pyt
     assert denied.value.error_code == "PERMISSION_DENIED"
     import requests
 
-    with pytest.raises(requests.HTTPError, match="PERMISSION_DENIED"):  # MLflow's artifact client raises these
+    with pytest.raises(
+        requests.HTTPError, match="PERMISSION_DENIED"
+    ):  # MLflow's artifact client raises these
         client.log_text(run.info.run_id, "evil", "notes.txt")
     assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes.txt") == "hello"

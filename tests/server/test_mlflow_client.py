@@ -486,7 +486,7 @@ def test_malformed_requests_are_4xx_never_500(server: LiveServer) -> None:
             assert response.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
         bad_json = http.post(f"{API}/runs/create", content=b"{not json")
         assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["message"]
-        unknown = http.post(f"{API}/registered-models/create", json={"name": "m"})
+        unknown = http.post(f"{API}/traces", json={"name": "m"})
         assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
         alias = http.get("/ajax-api/2.0/mlflow/experiments/get", params={"experiment_id": "0"})
         assert alias.status_code == 200 and alias.json()["experiment"]["name"] == "Default"

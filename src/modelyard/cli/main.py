@@ -20,6 +20,7 @@ from modelyard.cli.gc import gc
 from modelyard.cli.models import models
 from modelyard.cli.runs import runs
 from modelyard.cli.server import server
+from modelyard.cli.webhooks import webhooks
 from modelyard.errors import ModelyardError
 
 
@@ -97,5 +98,18 @@ def quickstart(state: State, experiment: str, no_plot: bool) -> None:
     qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri)
 
 
-for command in (experiments, runs, artifacts, models, db, gc, server, users, tokens, permissions, audit):
+for command in (
+    experiments,
+    runs,
+    artifacts,
+    models,
+    db,
+    gc,
+    server,
+    users,
+    tokens,
+    permissions,
+    audit,
+    webhooks,
+):
     cli.add_command(command)

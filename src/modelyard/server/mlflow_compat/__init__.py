@@ -4,7 +4,9 @@
     /api/2.0/mlflow/...             experiments, runs, logging, search, metric history   (experiments.py,
                                     runs.py, run_data.py; translation in convert.py and filters.py)
     /api/2.0/mlflow-artifacts/...   the artifact proxy the client uses for mlflow-artifacts:/ URIs (artifacts.py)
-    /api/2.0/mlflow/logged-models/search   always empty: the client asks it when listing run artifacts
+    /api/2.0/mlflow/registered-models/..., /model-versions/...   the model registry (registry.py)
+    /api/2.0/mlflow/logged-models/..., /runs/outputs   MLflow 3's logged models, kept as files in the
+                                    artifact store (logged_models.py)
     /api/3.0/mlflow/server-info     the capabilities probe the client sends before big transfers
 
 `/ajax-api/2.0/...` answers the same (the prefix MLflow's web UI uses). None of it is in /api/v1's OpenAPI
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from modelyard.server.mlflow_compat import artifacts, experiments, logged_models, run_data, runs
+from modelyard.server.mlflow_compat import artifacts, experiments, logged_models, registry, run_data, runs
 
 
 def _router() -> APIRouter:
     router = APIRouter()
     for root in ("/api/2.0", "/ajax-api/2.0"):
-        for part in (experiments.router, runs.router, run_data.router, logged_models.router):
+        parts = (experiments.router, runs.router, run_data.router, logged_models.router)
+        for part in (*parts, logged_models.outputs_router, registry.router):
             router.include_router(part, prefix=f"{root}/mlflow", include_in_schema=False)
         router.include_router(artifacts.router, prefix=f"{root}/mlflow-artifacts", include_in_schema=False)
     router.include_router(artifacts.server_info_router, include_in_schema=False)

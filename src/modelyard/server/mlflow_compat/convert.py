@@ -9,12 +9,14 @@ Reading a run through the MLflow API shows them as tags again, as MLflow's clien
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelyard.errors import InvalidArgument
+from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas import Dataset, DatasetInput, Experiment, Metric, Run, RunInfo, RunTag
+from modelyard.schemas.registry import ModelVersion, RegisteredModel
 from modelyard.server.mlflow_compat.route import Params, as_int, float_out
 
 RUN_NAME_TAG = "mlflow.runName"
@@ -46,7 +48,7 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
         "name": exp.name,
         "artifact_location": experiment_artifact_uri(exp.experiment_id),
         "lifecycle_stage": exp.lifecycle_stage.value,
-        "tags": _pairs(exp.tags),
+        "tags": pairs(exp.tags),
     }
     if exp.creation_time is not None:
         body["creation_time"] = exp.creation_time
@@ -104,8 +106,8 @@ def run_json(run: Run, latest: Sequence[Metric] | None = None) -> dict[str, Any]
         "info": run_info_json(run.info, run.data.tags),
         "data": {
             "metrics": metrics,
-            "params": _pairs(run.data.params),
-            "tags": _pairs(mlflow_tags(run.info, run.data.tags)),
+            "params": pairs(run.data.params),
+            "tags": pairs(mlflow_tags(run.info, run.data.tags)),
         },
         "inputs": {"dataset_inputs": [dataset_input_json(i) for i in run.inputs]},
     }
@@ -141,7 +143,7 @@ def key_values(items: Sequence[Params]) -> list[tuple[str, str]]:
     return [(item.required("key"), item.string("value", "") or "") for item in items]
 
 
-def _pairs(mapping: Mapping[str, str]) -> list[dict[str, str]]:
+def pairs(mapping: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in mapping.items()]
 
 
@@ -248,3 +250,94 @@ def _schema_out(schema: Mapping[str, str]) -> str:
         return json.dumps({"mlflow_tensorspec": {"features": json.dumps(spec), "targets": None}})
     cols = [{"type": _MLFLOW_TYPES.get(t, t), "name": n, "required": True} for n, t in schema.items()]
     return json.dumps({"mlflow_colspec": cols})
+
+
+# model registry -------------------------------------------------------------------------------------------
+# MLflow 3's logged models live in the artifact store (see logged_models.py), under their experiment's
+# artifact root; their id carries the experiment's, so finding one takes no search:
+# m-<32 hex digits>-<experiment_id>.
+LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}-([0-9]{1,19})")
+LOGGED_MODELS_FOLDER = "models"
+_LOGGED_MODEL_FILES = re.compile(
+    rf"/?([0-9]{{1,19}})/{LOGGED_MODELS_FOLDER}/(m-[0-9a-f]{{32}}-([0-9]{{1,19}}))/artifacts(?:/.*)?"
+)
+
+
+def logged_model_artifact_uri(model_id: str) -> str:
+    """Where an MLflow client reads and writes a logged model's files: the artifact proxy."""
+    experiment_id = logged_model_experiment(model_id)
+    return f"{ARTIFACT_SCHEME}/{experiment_id}/{LOGGED_MODELS_FOLDER}/{model_id}/artifacts"
+
+
+def logged_model_experiment(model_id: str) -> str:
+    match = LOGGED_MODEL_ID.fullmatch(model_id)
+    if match is None or int(match[1]) >= 2**63:  # past int64 no experiment id goes
+        raise NotFound(
+            f"No logged model with id {model_id!r} (Modelyard's look like m-<32 hex digits>-<number>)."
+        )
+    return match[1]
+
+
+def logged_model_of(source: str) -> str | None:
+    """The logged model a version's source names: `models:/<model_id>`, or a path under the model's
+    files on the artifact proxy (`mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts/...`)."""
+    if source.startswith("models:/") and LOGGED_MODEL_ID.fullmatch(source[len("models:/") :]):
+        return source[len("models:/") :]
+    if source.startswith(ARTIFACT_SCHEME):
+        match = _LOGGED_MODEL_FILES.fullmatch(source[len(ARTIFACT_SCHEME) :])
+        if match and match[3] == match[1]:
+            return match[2]
+    return None
+
+
+def model_version_json(mv: ModelVersion) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": mv.name,
+        "version": str(mv.version),
+        "creation_timestamp": mv.creation_time,
+        "last_updated_timestamp": mv.last_updated_time,
+        "user_id": mv.created_by or "",
+        "current_stage": mv.stage.value,
+        "description": mv.description,
+        "source": mv.source,
+        "status": mv.status.value,
+        "tags": pairs(mv.tags),
+        "aliases": list(mv.aliases),
+    }
+    if mv.run_id:
+        body["run_id"] = mv.run_id
+    model_id = logged_model_of(mv.source)
+    if model_id is not None:
+        body["model_id"] = model_id
+    return body
+
+
+def registered_model_json(rm: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": rm.name,
+        "creation_timestamp": rm.creation_time,
+        "last_updated_timestamp": rm.last_updated_time,
+        "description": rm.description,
+        "latest_versions": [model_version_json(mv) for mv in rm.latest_versions],
+        "tags": pairs(rm.tags),
+        "aliases": [{"alias": alias, "version": str(version)} for alias, version in rm.aliases.items()],
+    }
+
+
+_FILTER_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|[A-Za-z_][\w.]*""")
+
+
+def mlflow_filter(text: str | None, renames: Mapping[str, str]) -> str | None:
+    """An MLflow registry filter in the words of Modelyard's registry filter: `attributes.` prefixes
+    dropped and MLflow's attribute names renamed (e.g. version_number -> version). Quoted text is kept."""
+    if not text:
+        return text
+
+    def rename(match: re.Match[str]) -> str:
+        word = match[0]
+        if word[0] in "'\"`":
+            return word
+        bare = word.split(".", 1)[1] if word.lower().startswith(("attributes.", "attribute.")) else word
+        return renames.get(bare.lower(), bare)
+
+    return _FILTER_TOKEN.sub(rename, text)

@@ -27,6 +27,7 @@ Store = Annotated[TrackingStore, Depends(store)]
 # (RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, ...) are already MLflow codes and pass unchanged.
 _MLFLOW_CODES: dict[str, tuple[str, int]] = {
     "CONFLICT": ("INVALID_PARAMETER_VALUE", 400),  # MLflow's answer to "param already has another value"
+    "GATE_FAILED": ("INVALID_STATE", 400),  # a promotion the model's gates refuse; the message names the rule
     "PAYLOAD_TOO_LARGE": ("RESOURCE_LIMIT_EXCEEDED", 413),
     "SCHEMA_OUTDATED": ("SERVICE_UNDER_MAINTENANCE", 503),
 }
