@@ -347,3 +347,51 @@ def test_auth_off_means_no_checks_and_anonymous_admin(tmp_path: Path) -> None:
         _error(http.post("/api/v1/tokens", json={}), 400, "INVALID_PARAMETER_VALUE", "Say whose token")
         assert http.post("/api/v1/tokens", json={"username": "alice"}).status_code == 201
         assert http.post("/api/v1/runs", json={"experiment_id": "0"}).status_code == 201
+
+
+def test_roles_on_registered_models(team: Team) -> None:
+    made = team.http.post("/api/v1/models", json={"name": "churn"}, headers=team.as_("alice"))
+    assert made.status_code == 201
+    version = {"source": "s3://bucket/churn/1"}
+    created = team.http.post("/api/v1/models/churn/versions", json=version, headers=team.as_("alice"))
+    assert created.status_code == 201 and created.json()["created_by"] == "alice"
+    assert team.http.get("/api/v1/models/churn/versions/1", headers=team.as_("bob")).status_code == 200
+    _error(team.http.post("/api/v1/models/churn/versions", json=version, headers=team.as_("bob")), 403,
+           "PERMISSION_DENIED", "registered model churn", "needs EDIT")  # fmt: skip
+    mlflow_create = {"name": "churn", "source": "s3://bucket/churn/2"}
+    denied = team.http.post(
+        "/api/2.0/mlflow/model-versions/create", json=mlflow_create, headers=team.as_("bob")
+    )
+    assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
+    grant = team.http.put("/api/v1/permissions/registered_model/churn/bob", json={"role": "EDIT"},
+                          headers=team.as_("alice"))  # fmt: skip
+    assert grant.status_code == 200
+    moved = team.http.post(
+        "/api/v1/models/churn/versions/1/stage", json={"stage": "Staging"}, headers=team.as_("bob")
+    )
+    assert moved.status_code == 200
+    history = team.http.get("/api/v1/models/churn/stage-history", headers=team.as_("bob")).json()[
+        "transitions"
+    ]
+    assert history[0]["user"] == "bob"
+    _error(team.http.put("/api/v1/models/churn/gates", json={"rules": []}, headers=team.as_("bob")), 403,
+           "PERMISSION_DENIED", "needs MANAGE")  # fmt: skip
+    _error(team.http.delete("/api/v1/models/churn", headers=team.as_("bob")), 403, "PERMISSION_DENIED")
+    entries = team.http.get("/api/v1/audit", params={"username": "bob"}, headers=team.as_("root")).json()
+    assert any("model:churn" in e["targets"] for e in entries["entries"])
+
+
+def test_default_role_none_hides_registered_models(private_team: Team) -> None:
+    t = private_team
+    assert (
+        t.http.post("/api/v1/models", json={"name": "secret-model"}, headers=t.as_("alice")).status_code
+        == 201
+    )
+    listed = t.http.get("/api/v1/models", headers=t.as_("bob")).json()["registered_models"]
+    assert listed == []
+    assert [
+        m["name"] for m in t.http.get("/api/v1/models", headers=t.as_("alice")).json()["registered_models"]
+    ] == ["secret-model"]
+    _error(
+        t.http.get("/api/v1/models/secret-model", headers=t.as_("bob")), 403, "PERMISSION_DENIED", "no role"
+    )
