@@ -49,3 +49,18 @@ def test_register_model_records_the_run_and_the_user(uri: str, monkeypatch: pyte
     assert (mv.run_id, mv.created_by, mv.tags) == (run.run_id, "ann", {"epochs": "3"})
     with pytest.raises(InvalidArgument, match="names no run"):
         RegistryClient(uri).register_model("runs:///model", "m")
+
+
+def test_sources_registered_by_mlflow_clients_map_to_storage(uri: str) -> None:
+    from modelyard.tracking.client import Client
+
+    experiment = Client(uri).get_experiment("0")
+    model_id = "m-" + "a" * 32 + "-0"
+    client = RegistryClient(uri)
+    client.register_model(f"models:/{model_id}", "from-mlflow")
+    client.register_model("mlflow-artifacts:/0/" + "b" * 32 + "/artifacts/clf", "from-mlflow")
+    client.register_model("s3://bucket/elsewhere", "from-mlflow")
+    root = experiment.artifact_location.rstrip("/")
+    assert resolve_model_uri("models:/from-mlflow/1", uri) == f"{root}/models/{model_id}/artifacts"
+    assert resolve_model_uri("models:/from-mlflow/2", uri) == f"{root}/{'b' * 32}/artifacts/clf"
+    assert resolve_model_uri("models:/from-mlflow/3", uri) == "s3://bucket/elsewhere"

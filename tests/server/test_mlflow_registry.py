@@ -355,6 +355,18 @@ def test_sklearn_log_model_register_and_load(tmp_path: Path, registry: SqlModelR
     assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(x).tolist() == expected
     assert mlflow.pyfunc.load_model(f"models:/{info.model_id}").predict(x).tolist() == expected
     assert mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/clf").predict(x).tolist() == expected
+    # Modelyard's own SDK loads the version MLflow logged and registered, from the same server
+    import numpy as np
+
+    import modelyard as my
+
+    previous = my.get_tracking_uri()
+    my.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        predictor = my.load_predictor(f"models:/{name}@champion", trusted=True)
+        assert predictor.predict(np.array(x)).tolist() == expected
+    finally:
+        my.set_tracking_uri(previous)
 
     # a second version from the same run's logged model, through runs:/ (MLflow finds the logged model)
     again = mlflow.register_model(f"runs:/{run.info.run_id}/clf", name)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas.registry import ModelVersion, Stage
 
@@ -44,8 +46,32 @@ def model_version_for(uri: str, tracking_uri: str | None = None) -> ModelVersion
 
 
 def resolve_model_uri(uri: str, tracking_uri: str | None = None) -> str:
-    """The source (artifact URI, e.g. runs:/<run_id>/model) of the version a `models:/` URI names."""
-    return model_version_for(uri, tracking_uri).source
+    """Where the files of the version a `models:/` URI names are: its source (e.g. runs:/<run_id>/model), with
+    the sources an MLflow client registers (`models:/m-<id>`, `mlflow-artifacts:/...`) mapped to storage."""
+    return source_location(model_version_for(uri, tracking_uri).source, tracking_uri)
+
+
+# An MLflow 3 logged model kept by Modelyard's server: m-<32 hex>-<experiment id>, its files under
+# <experiment artifact root>/models/<id>/artifacts (see server/mlflow_compat/logged_models.py).
+_LOGGED_MODEL = re.compile(r"models:/(m-[0-9a-f]{32}-([0-9]{1,19}))")
+_PROXY = re.compile(r"mlflow-artifacts:/+([0-9]{1,19})(/.*)?")
+
+
+def source_location(source: str, tracking_uri: str | None = None) -> str:
+    """A version's source as an artifact URI the artifact stores read."""
+    from modelyard.tracking.client import Client
+    from modelyard.tracking.fluent import get_tracking_uri
+
+    if logged := _LOGGED_MODEL.fullmatch(source):
+        experiment_id, rest = logged[2], f"/models/{logged[1]}/artifacts"
+    elif proxied := _PROXY.fullmatch(source):
+        experiment_id, rest = proxied[1], proxied[2] or ""
+    else:
+        return source
+    root = (
+        Client(tracking_uri or get_tracking_uri()).get_experiment(experiment_id).artifact_location.rstrip("/")
+    )
+    return root + rest
 
 
 def _quote(text: str) -> str:
