@@ -3,12 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
-
-import httpx
-
-from modelyard.errors import InvalidArgument
 from modelyard.schemas.accounts import (
     AuditEntry,
     AuditList,
@@ -27,27 +21,10 @@ from modelyard.schemas.accounts import (
     WhoAmI,
 )
 from modelyard.store.accounts import AccountStore
-from modelyard.store.rest import RestStore
+from modelyard.store.rest_resource import RestResource, segment
 
 
-def _seg(value: str) -> str:
-    if not value:
-        raise InvalidArgument("An empty name or id cannot be sent to the server.")
-    return quote(str(value), safe="")
-
-
-class RestAccountStore(AccountStore):
-    def __init__(self, uri: str, client: httpx.Client | None = None) -> None:
-        self._rest = RestStore(uri, client=client)  # its pooled connections, token, retries and error mapping
-
-    def close(self) -> None:
-        self._rest.close()
-
-    def _call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        return self._rest._call(
-            method, path, body, {k: v for k, v in (params or {}).items() if v is not None}
-        )
-
+class RestAccountStore(RestResource, AccountStore):
     def whoami(self) -> WhoAmI:
         return WhoAmI.model_validate(self._call("GET", "/users/me"))
 
@@ -69,7 +46,7 @@ class RestAccountStore(AccountStore):
         return UserList.model_validate(self._call("GET", "/users")).users
 
     def delete_user(self, username: str) -> None:
-        self._call("DELETE", f"/users/{_seg(username)}")
+        self._call("DELETE", f"/users/{segment(username)}")
 
     # tokens ----------------------------------------------------------------------------------------------
     def create_token(
@@ -82,18 +59,19 @@ class RestAccountStore(AccountStore):
         return TokenList.model_validate(self._call("GET", "/tokens", params={"username": username})).tokens
 
     def revoke_token(self, token_id: str) -> TokenInfo:
-        return TokenInfo.model_validate(self._call("POST", f"/tokens/{_seg(token_id)}/revoke"))
+        return TokenInfo.model_validate(self._call("POST", f"/tokens/{segment(token_id)}/revoke"))
 
     # roles -----------------------------------------------------------------------------------------------
     def set_permission(
         self, username: str, resource_type: ResourceType, resource_id: str, role: Role
     ) -> Permission:
-        path = f"/permissions/{ResourceType(resource_type).value}/{_seg(resource_id)}/{_seg(username)}"
+        path = f"/permissions/{ResourceType(resource_type).value}/{segment(resource_id)}/{segment(username)}"
         return Permission.model_validate(self._call("PUT", path, GrantRole(role=role)))
 
     def delete_permission(self, username: str, resource_type: ResourceType, resource_id: str) -> None:
         self._call(
-            "DELETE", f"/permissions/{ResourceType(resource_type).value}/{_seg(resource_id)}/{_seg(username)}"
+            "DELETE",
+            f"/permissions/{ResourceType(resource_type).value}/{segment(resource_id)}/{segment(username)}",
         )
 
     def list_permissions(

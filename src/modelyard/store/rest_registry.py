@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from modelyard.errors import InvalidArgument
 from modelyard.schemas.api import TagValue
 from modelyard.schemas.registry import (
     CheckGates,
@@ -33,29 +29,12 @@ from modelyard.schemas.registry import (
     UpdateRegisteredModel,
 )
 from modelyard.store.model_registry import ModelRegistryStore, parse_version, validate_model_name
-from modelyard.store.rest import RestStore
+from modelyard.store.rest_resource import RestResource, segment
 
 
-def _seg(value: str) -> str:
-    if not value:
-        raise InvalidArgument("An empty name cannot be sent to the server.")
-    return quote(str(value), safe="")
-
-
-class RestModelRegistryStore(ModelRegistryStore):
-    def __init__(self, uri: str, client: httpx.Client | None = None) -> None:
-        self._rest = RestStore(uri, client=client)  # pooled connections, token, retries and error mapping
-
-    def close(self) -> None:
-        self._rest.close()
-
-    def _call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        return self._rest._call(
-            method, path, body, {k: v for k, v in (params or {}).items() if v is not None}
-        )
-
+class RestModelRegistryStore(RestResource, ModelRegistryStore):
     def _model(self, name: str) -> str:
-        return f"/models/{_seg(validate_model_name(name))}"
+        return f"/models/{segment(validate_model_name(name))}"
 
     def _version(self, name: str, version: int | str) -> str:
         return f"{self._model(name)}/versions/{parse_version(version)}"
@@ -162,14 +141,14 @@ class RestModelRegistryStore(ModelRegistryStore):
     def set_alias(self, name: str, alias: str, version: int | str, user: str | None = None) -> ModelVersion:
         body = SetAlias(version=parse_version(version))
         return ModelVersion.model_validate(
-            self._call("PUT", f"{self._model(name)}/aliases/{_seg(alias)}", body)
+            self._call("PUT", f"{self._model(name)}/aliases/{segment(alias)}", body)
         )
 
     def delete_alias(self, name: str, alias: str, user: str | None = None) -> None:
-        self._call("DELETE", f"{self._model(name)}/aliases/{_seg(alias)}")
+        self._call("DELETE", f"{self._model(name)}/aliases/{segment(alias)}")
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        return ModelVersion.model_validate(self._call("GET", f"{self._model(name)}/aliases/{_seg(alias)}"))
+        return ModelVersion.model_validate(self._call("GET", f"{self._model(name)}/aliases/{segment(alias)}"))
 
     # gates and events ------------------------------------------------------------------------------------
     def set_gate_policy(self, name: str, policy: GatePolicy) -> GatePolicy:

@@ -4,12 +4,7 @@ checks the caller's rights, keeps the delivery queue and runs the dispatcher."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-from urllib.parse import quote
 
-import httpx
-
-from modelyard.errors import InvalidArgument
 from modelyard.schemas.webhooks import (
     CreateWebhook,
     DeliveryState,
@@ -20,27 +15,10 @@ from modelyard.schemas.webhooks import (
     WebhookDeliveryList,
     WebhookList,
 )
-from modelyard.store.rest import RestStore
+from modelyard.store.rest_resource import RestResource, segment
 
 
-def _seg(value: str) -> str:
-    if not value:
-        raise InvalidArgument("An empty webhook id cannot be sent to the server.")
-    return quote(str(value), safe="")
-
-
-class RestWebhookStore:
-    def __init__(self, uri: str, client: httpx.Client | None = None) -> None:
-        self._rest = RestStore(uri, client=client)  # its pooled connections, token, retries and error mapping
-
-    def close(self) -> None:
-        self._rest.close()
-
-    def _call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-        return self._rest._call(
-            method, path, body, {k: v for k, v in (params or {}).items() if v is not None}
-        )
-
+class RestWebhookStore(RestResource):
     def create_webhook(
         self,
         url: str,
@@ -65,7 +43,7 @@ class RestWebhookStore:
         return WebhookList.model_validate(self._call("GET", "/webhooks", params=params)).webhooks
 
     def get_webhook(self, webhook_id: str) -> Webhook:
-        return Webhook.model_validate(self._call("GET", f"/webhooks/{_seg(webhook_id)}"))
+        return Webhook.model_validate(self._call("GET", f"/webhooks/{segment(webhook_id)}"))
 
     def update_webhook(
         self,
@@ -81,21 +59,21 @@ class RestWebhookStore:
             events=list(events) if events is not None else None,
             description=description,
         )
-        return Webhook.model_validate(self._call("PATCH", f"/webhooks/{_seg(webhook_id)}", body))
+        return Webhook.model_validate(self._call("PATCH", f"/webhooks/{segment(webhook_id)}", body))
 
     def delete_webhook(self, webhook_id: str) -> None:
-        self._call("DELETE", f"/webhooks/{_seg(webhook_id)}")
+        self._call("DELETE", f"/webhooks/{segment(webhook_id)}")
 
     def list_deliveries(
         self, webhook_id: str, limit: int = 50, state: DeliveryState | None = None
     ) -> list[WebhookDelivery]:
         params = {"limit": limit, "state": DeliveryState(state).value if state else None}
-        found = self._call("GET", f"/webhooks/{_seg(webhook_id)}/deliveries", params=params)
+        found = self._call("GET", f"/webhooks/{segment(webhook_id)}/deliveries", params=params)
         return WebhookDeliveryList.model_validate(found).deliveries
 
     def send_test(self, webhook_id: str) -> WebhookDelivery:
         """The server sends a signed `webhook.test` delivery now and answers with its log entry."""
-        return WebhookDelivery.model_validate(self._call("POST", f"/webhooks/{_seg(webhook_id)}/test"))
+        return WebhookDelivery.model_validate(self._call("POST", f"/webhooks/{segment(webhook_id)}/test"))
 
 
 __all__ = ["RestWebhookStore"]

@@ -25,7 +25,8 @@ from modelyard.schemas.accounts import (
     User,
 )
 from modelyard.store.accounts import AccountStore, validate_username
-from modelyard.store.sql.store import SqlTrackingStore, now_ms
+from modelyard.store.sql.attached import AttachedStore
+from modelyard.store.sql.store import now_ms
 from modelyard.store.sql.tables import api_tokens, audit_log, permissions, users
 
 TOKEN_PREFIX = "myd_"
@@ -65,24 +66,7 @@ _TOKEN_COLUMNS = (
 )
 
 
-class SqlAccountStore(AccountStore):
-    def __init__(self, tracking: SqlTrackingStore) -> None:
-        self._tracking = tracking
-        self._tx, self._ro = tracking._tx, tracking._ro
-
-    @classmethod
-    def open(cls, uri: str) -> SqlAccountStore:
-        """On its own tracking store (closed with this one), for the CLI."""
-        store = cls(SqlTrackingStore(uri))
-        store._owns_tracking = True
-        return store
-
-    _owns_tracking = False
-
-    def close(self) -> None:
-        if self._owns_tracking:
-            self._tracking.close()
-
+class SqlAccountStore(AttachedStore, AccountStore):
     # users -----------------------------------------------------------------------------------------------
     def create_user(self, username: str, is_admin: bool = False) -> User:
         validate_username(username)

@@ -33,7 +33,8 @@ from modelyard.store.model_registry import (
     validate_model_name,
 )
 from modelyard.store.registry_filter import Clause, parse_registry_filter
-from modelyard.store.sql.store import SqlTrackingStore, now_ms
+from modelyard.store.sql.attached import AttachedStore
+from modelyard.store.sql.store import now_ms
 from modelyard.store.sql.tables import (
     model_aliases,
     model_version_tags,
@@ -68,23 +69,7 @@ def _page_size(max_results: int) -> int:
     return int(max_results)
 
 
-class SqlModelRegistryStore(ModelRegistryStore):
-    def __init__(self, tracking: SqlTrackingStore) -> None:
-        self._tracking = tracking
-        self._tx, self._ro, self._upsert = tracking._tx, tracking._ro, tracking._upsert
-
-    @classmethod
-    def open(cls, uri: str) -> SqlModelRegistryStore:
-        store = cls(SqlTrackingStore(uri))
-        store._owns_tracking = True
-        return store
-
-    _owns_tracking = False
-
-    def close(self) -> None:
-        if self._owns_tracking:
-            self._tracking.close()
-
+class SqlModelRegistryStore(AttachedStore, ModelRegistryStore):
     # reading rows ----------------------------------------------------------------------------------------
     def _model_row(self, conn: Connection, name: str, lock: bool = False) -> Any:
         query = select(registered_models).where(registered_models.c.name == name)
@@ -695,13 +680,21 @@ class SqlModelRegistryStore(ModelRegistryStore):
         query = query.order_by(registry_events.c.event_id).limit(_page_size(max_results))
         with self._ro() as conn:
             rows = conn.execute(query).all()
-        return [
-            RegistryEvent(
-                event_id=r.event_id, time=r.time, type=r.type, name=r.name, version=r.version,
-                experiment_id=r.experiment_id, run_id=r.run_id, user=r.user, payload=json.loads(r.payload or "{}"),
-            )
-            for r in rows
-        ]  # fmt: skip
+        return [event_from_row(r) for r in rows]
+
+
+def event_from_row(row: Any) -> RegistryEvent:
+    return RegistryEvent(
+        event_id=row.event_id,
+        time=row.time,
+        type=row.type,
+        name=row.name,
+        version=row.version,
+        experiment_id=row.experiment_id,
+        run_id=row.run_id,
+        user=row.user,
+        payload=json.loads(row.payload or "{}"),
+    )
 
 
 def _compare(column: Any, op: str, value: Any) -> Any:

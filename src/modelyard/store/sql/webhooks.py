@@ -35,6 +35,8 @@ from modelyard.schemas.webhooks import (
     Webhook,
     WebhookDelivery,
 )
+from modelyard.store.sql.attached import AttachedStore
+from modelyard.store.sql.model_registry import event_from_row
 from modelyard.store.sql.store import SqlTrackingStore, now_ms
 from modelyard.store.sql.tables import registered_models, registry_events, webhook_deliveries, webhooks
 
@@ -125,21 +127,7 @@ def _webhook(row: Any) -> Webhook:
     )
 
 
-def _event(row: Any) -> RegistryEvent:
-    return RegistryEvent(
-        event_id=row.event_id,
-        time=row.time,
-        type=row.type,
-        name=row.name,
-        version=row.version,
-        experiment_id=row.experiment_id,
-        run_id=row.run_id,
-        user=row.user,
-        payload=json.loads(row.payload or "{}"),
-    )
-
-
-def test_event(webhook: Webhook, now: int) -> RegistryEvent:
+def _test_event(webhook: Webhook, now: int) -> RegistryEvent:
     return RegistryEvent(
         event_id=0,
         time=now,
@@ -171,7 +159,7 @@ def _delivery(row: Any) -> WebhookDelivery:
     )
 
 
-class SqlWebhookStore:
+class SqlWebhookStore(AttachedStore):
     """Webhooks and their deliveries, sharing the tracking store's engines and transactions."""
 
     def __init__(
@@ -181,27 +169,13 @@ class SqlWebhookStore:
         backoff_base_ms: int = BACKOFF_BASE_MS,
         backoff_cap_ms: int = BACKOFF_CAP_MS,
     ) -> None:
-        self._tracking = tracking
-        self._tx, self._ro = tracking._tx, tracking._ro
+        super().__init__(tracking)
         self._postgres = tracking._write.dialect.name == "postgresql"
         self.max_attempts, self.backoff_base_ms, self.backoff_cap_ms = (
             max_attempts,
             backoff_base_ms,
             backoff_cap_ms,
         )
-
-    @classmethod
-    def open(cls, uri: str, **kwargs: Any) -> SqlWebhookStore:
-        """On its own tracking store (closed with this one), for the CLI."""
-        store = cls(SqlTrackingStore(uri), **kwargs)
-        store._owns_tracking = True
-        return store
-
-    _owns_tracking = False
-
-    def close(self) -> None:
-        if self._owns_tracking:
-            self._tracking.close()
 
     # webhooks --------------------------------------------------------------------------------------------
     def create_webhook(
@@ -474,13 +448,13 @@ class SqlWebhookStore:
         found = []
         for r in rows:
             if r.event_id is not None:
-                event = _event(r)
+                event = event_from_row(r)
             else:  # a test delivery whose worker died before it could record its attempt
                 hook = Webhook(
                     webhook_id=r.webhook_id, url=r.url, model_name=r.hook_model_name,
                     experiment_id=r.hook_experiment_id, created_time=0,
                 )  # fmt: skip
-                event = test_event(hook, now)
+                event = _test_event(hook, now)
             found.append(
                 DueDelivery(
                     delivery_id=r.delivery_id, webhook_id=r.webhook_id, url=r.url, secret=r.secret, event=event,
@@ -558,7 +532,7 @@ class SqlWebhookStore:
             ).scalar_one()  # fmt: skip
         return DueDelivery(
             delivery_id=delivery_id, webhook_id=row.webhook_id, url=row.url, secret=row.secret,
-            event=test_event(_webhook(row), now), attempts=0, next_attempt_time=now + LEASE_MS,
+            event=_test_event(_webhook(row), now), attempts=0, next_attempt_time=now + LEASE_MS,
         )  # fmt: skip
 
     def pending_count(self) -> int:
