@@ -73,3 +73,31 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def backend_for(request: Any, tmp: Path) -> str:
+    """The database a module's live server uses: `request.param` is "sqlite" or "postgres" (reset first)."""
+    if request.param == "postgres":
+        from tests.store.conftest import _reset_postgres
+
+        url: str = request.getfixturevalue("postgres_url")
+        _reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp / 'server.db'}"
+
+
+def start_module_server(request: Any, tmp: Path) -> LiveServer:
+    """A live server on `backend_for(request)`, with a home of its own under `tmp`."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELYARD_HOME", str(tmp / "home"))
+        return LiveServer(backend_for(request, tmp), tmp / "artifacts").start()
+
+
+MLFLOW_CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # a failure fails now, not after backoffs
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}

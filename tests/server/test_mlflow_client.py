@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import modelyard as my
-from tests.server.live import LiveServer
+from tests.server.live import MLFLOW_CLIENT_ENV, LiveServer, start_module_server
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -27,16 +27,7 @@ API = "/api/2.0/mlflow"
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server per backend for the module (each test works in experiments of its own)."""
-    tmp = tmp_path_factory.mktemp("mlflow-compat")
-    backend = f"sqlite:///{tmp / 'server.db'}"
-    if request.param == "postgres":
-        from tests.store.conftest import _reset_postgres
-
-        backend = request.getfixturevalue("postgres_url")
-        _reset_postgres(backend)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELYARD_HOME", str(tmp / "home"))
-        live = LiveServer(backend, tmp / "artifacts").start()
+    live = start_module_server(request, tmp_path_factory.mktemp("mlflow-compat"))
     yield live
     live.stop()
 
@@ -44,10 +35,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(autouse=True)
 def mlflow_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a failure fails now, not after backoffs
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    for name, value in MLFLOW_CLIENT_ENV.items():
+        monkeypatch.setenv(name, value)
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()

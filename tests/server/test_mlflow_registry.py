@@ -16,7 +16,7 @@ import pytest
 import modelyard as my
 from modelyard.schemas.registry import GatePolicy, GateRule, Stage
 from modelyard.store.sql.model_registry import SqlModelRegistryStore
-from tests.server.live import LiveServer
+from tests.server.live import MLFLOW_CLIENT_ENV, LiveServer, start_module_server
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -31,16 +31,7 @@ pytestmark = pytest.mark.filterwarnings(
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server per backend for the module (each test works in models and experiments of its own)."""
-    tmp = tmp_path_factory.mktemp("mlflow-registry")
-    backend = f"sqlite:///{tmp / 'server.db'}"
-    if request.param == "postgres":
-        from tests.store.conftest import _reset_postgres
-
-        backend = request.getfixturevalue("postgres_url")
-        _reset_postgres(backend)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELYARD_HOME", str(tmp / "home"))
-        live = LiveServer(backend, tmp / "artifacts").start()
+    live = start_module_server(request, tmp_path_factory.mktemp("mlflow-registry"))
     yield live
     live.stop()
 
@@ -48,10 +39,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(autouse=True)
 def mlflow_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    for name, value in MLFLOW_CLIENT_ENV.items():
+        monkeypatch.setenv(name, value)
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
