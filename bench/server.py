@@ -7,7 +7,8 @@ Run it with an interpreter that has both installed (`.venv-bench`, see bench/REA
 `<tmp>/mlflow.db`). The 5,000 runs searched are seeded, untimed, into each database through each library's own
 local client before its server starts (the same runs as bench/tracking.py). Each side's HTTP client then runs in
 a fresh subprocess of its own (Modelyard: `Client(url)`, MLflow: `MlflowClient(url)`), so neither sees the
-other's imports. Every workload waits for the machine to be idle first: `mlflow server` keeps using CPU for
+other's imports; for the latency row, that process starts 16 more client processes (one run each) that log
+at once. Every workload waits for the machine to be idle first: `mlflow server` keeps using CPU for
 15-25 s after /health answers (DESIGN.md, "Known pitfalls"), which the startup rows measure too.
 """
 
@@ -34,10 +35,13 @@ from tracking import fmt as fmt_tracking
 from tracking import machine, machine_busy, revision, version, wait_idle
 
 # Sizes; a side whose single-call workload would take over `log_metric_budget_s` is measured on a tenth of it.
+# `clients` processes log `client_batches` batches of `batch` points each, all at once, for the latency row.
 FULL = dict(log_metric=10_000, batch_total=10_000, batch=1_000, runs=5_000, history=100_000, search_reps=20,
-            history_reps=3, starts=3, log_metric_budget_s=60, idle_wait_s=60, settle_max_s=90)  # fmt: skip
+            history_reps=3, starts=3, log_metric_budget_s=60, idle_wait_s=60, settle_max_s=90, clients=16,
+            client_batches=20)  # fmt: skip
 QUICK = dict(log_metric=1_000, batch_total=1_000, batch=100, runs=500, history=10_000, search_reps=20,
-             history_reps=3, starts=1, log_metric_budget_s=30, idle_wait_s=5, settle_max_s=60)  # fmt: skip
+             history_reps=3, starts=1, log_metric_budget_s=30, idle_wait_s=5, settle_max_s=60, clients=16,
+             client_batches=5)  # fmt: skip
 QUIET = 0.05  # a server is idle once its process tree used under 5% of one core over 1 s
 ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "NO_PROXY": "127.0.0.1,localhost"}  # telemetry: no internet here
 
@@ -164,6 +168,10 @@ def group_alive(proc: subprocess.Popen) -> bool:
 
 # the two HTTP clients, reusing bench/tracking.py's adapters ------------------------------------------------------
 class ModelyardHttp(tracking.ModelyardSide):
+    synchronous = (
+        True  # log_metric: one request per point, answered before it returns; False: the SDK default
+    )
+
     def __init__(self, url: str, tmp: Path) -> None:
         os.environ["MODELYARD_HOME"] = str(tmp / "my-client")
         from modelyard import Client, Metric
@@ -171,10 +179,15 @@ class ModelyardHttp(tracking.ModelyardSide):
         self.client, self.Metric = Client(url), Metric
 
     def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
-        self.client.log_metric(run_id, key, value, step=step, synchronous=True)  # one request per point
+        self.client.log_metric(run_id, key, value, step=step, synchronous=self.synchronous)
+
+    def metric_objects(self, points: tracking.Points) -> list:
+        return [self.Metric(key=k, value=v, timestamp=t, step=s) for k, v, t, s in points]
 
 
 class MlflowHttp(tracking.MlflowSide):
+    synchronous = True  # MlflowClient's default; False: its asynchronous logging (a queue and a thread)
+
     def __init__(self, url: str, tmp: Path) -> None:
         os.chdir(tmp)
         from mlflow import MlflowClient
@@ -182,6 +195,21 @@ class MlflowHttp(tracking.MlflowSide):
 
         self.client, self.Metric, self.Param = MlflowClient(url), Metric, Param
         self.artifacts = (tmp / "mlflow-artifacts").as_uri()
+        self.pending: list = []  # asynchronous log_metric calls not yet waited for
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int) -> None:
+        operation = self.client.log_metric(run_id, key, value, step=step, synchronous=self.synchronous)
+        if operation is not None:
+            self.pending.append(operation)
+
+    def flush(self) -> None:
+        # mlflow.flush_async_logging() flushes the fluent API's store, not this client's: wait for each call.
+        for operation in self.pending:
+            operation.wait()  # raises if the point could not be stored
+        self.pending.clear()
+
+    def metric_objects(self, points: tracking.Points) -> list:
+        return [self.Metric(k, v, t, s) for k, v, t, s in points]
 
 
 HTTP_SIDES = {"modelyard": ModelyardHttp, "mlflow": MlflowHttp}
@@ -194,8 +222,89 @@ def seed(name: str, tmp: Path, n: int) -> None:
 
 
 def counters(server_pid: int) -> tuple[float, float, float, float]:
-    """Wall clock; CPU-seconds of the whole machine, of this process and of the server's tree."""
-    return time.monotonic(), machine_busy()[0], sum(os.times()[:2]), tree_cpu(server_pid)
+    """Wall clock; CPU-seconds of the whole machine, of this process (with its ended children: the concurrent
+    clients) and of the server's tree."""
+    return time.monotonic(), machine_busy()[0], sum(os.times()[:4]), tree_cpu(server_pid)
+
+
+def concurrent_client(name: str, url: str, tmp: Path, exp: str, sizes: dict) -> None:
+    """One of the concurrent clients, in its own process (a training job of its own): its run and its batches
+    made first, then `ready` on stdout; on `go` from stdin, `client_batches` log-batch calls one after the
+    other, each timed alone; their milliseconds as JSON on stdout."""
+    os.environ.update(ENV)
+    side = HTTP_SIDES[name](url, tmp)
+    run_id, size, count = side.new_run(exp), sizes["batch"], sizes["client_batches"]
+    batches = [side.metric_objects([("loss", 0.5, tracking.BASE_TS + s, s) for s in range(b * size, (b + 1) * size)])
+               for b in range(count)]  # fmt: skip
+    side.client.log_batch(run_id, metrics=side.metric_objects([("warm-up", 0.0, tracking.BASE_TS, 0)]))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    samples, errors = [], []
+    for metrics in batches:
+        t = time.perf_counter()
+        try:
+            side.client.log_batch(run_id, metrics=metrics)
+        except Exception as exc:  # a refused or failed call still counts, with the time it took to fail
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+        samples.append((time.perf_counter() - t) * 1000)
+    print(json.dumps({"ms": samples, "errors": errors}), flush=True)
+
+
+def _line(proc: subprocess.Popen, wanted) -> str:
+    """The next line of a client's stdout that is `wanted` (a library may print other lines before it)."""
+    while line := proc.stdout.readline():  # type: ignore[union-attr]
+        if wanted(line.strip()):
+            return line.strip()
+    raise RuntimeError(f"a concurrent client exited with {proc.wait()} before answering")
+
+
+def bench_concurrent(name: str, url: str, tmp: Path, exp: str, sizes: dict, quick: bool) -> dict:
+    """p99 of the log-batch calls of `clients` client processes started together, each sending its next batch
+    as soon as the previous one is answered (closed loop: the heaviest load that many clients can make)."""
+    me = [
+        sys.executable,
+        __file__,
+        "--tmp",
+        str(tmp),
+        "--url",
+        url,
+        "--experiment",
+        exp,
+        *["--quick"] * quick,
+    ]
+    procs = [subprocess.Popen([*me, "--concurrent-client", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for _ in range(sizes["clients"])]  # fmt: skip
+    try:
+        for proc in procs:
+            _line(proc, lambda line: line == "ready")
+        t = time.perf_counter()
+        for proc in procs:
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+        answers = [json.loads(_line(proc, lambda line: line.startswith('{"ms"'))) for proc in procs]
+        wall = time.perf_counter() - t
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
+    finally:
+        for proc in procs:
+            proc.wait()
+    samples = [ms for answer in answers for ms in answer["ms"]]
+    errors = [error for answer in answers for error in answer["errors"]]
+    p99 = statistics.quantiles(samples, n=100, method="inclusive")[98]
+    points = (len(samples) - len(errors)) * sizes["batch"]
+    note = (f"p50 {statistics.median(samples):,.0f} ms, max {max(samples):,.0f} ms over {len(samples)} calls; "
+            f"{points / wall:,.0f} points/s stored in all")  # fmt: skip
+    if errors:
+        note += f"; {len(errors)} calls failed, e.g. “{errors[0][:160]}”"
+    return {
+        "value": p99,
+        "samples_ms": samples,
+        "errors": errors,
+        "points_per_s": points / wall,
+        "note": note,
+    }
 
 
 def worker(name: str, url: str, server_pid: int, tmp: Path, sizes: dict, out: Path) -> None:
@@ -217,6 +326,10 @@ def worker(name: str, url: str, server_pid: int, tmp: Path, sizes: dict, out: Pa
 
     step("log_metric", f"{sizes['log_metric']:,} x log_metric", lambda: tracking.bench_log_metric(
         side, side.experiment("log_metric"), sizes["log_metric"], sizes["log_metric_budget_s"]))  # fmt: skip
+    side.synchronous = False
+    step("log_metric_buffered", f"{sizes['log_metric']:,} x log_metric, buffered", lambda: tracking.bench_log_metric(
+        side, side.experiment("log_metric_buffered"), sizes["log_metric"], sizes["log_metric_budget_s"]))  # fmt: skip
+    side.synchronous = True
     step("log_batch", f"{sizes['batch_total']:,} points by log-batch", lambda: tracking.bench_log_batch(
         side, side.experiment("log_batch"), sizes["batch_total"], sizes["batch"]))  # fmt: skip
     exp = side.client.get_experiment_by_name("search").experiment_id
@@ -224,6 +337,9 @@ def worker(name: str, url: str, server_pid: int, tmp: Path, sizes: dict, out: Pa
         side, exp, sizes["search_reps"]))  # fmt: skip
     step("history", f"metric history of {sizes['history']:,} points", lambda: tracking.bench_history(
         side, side.experiment("history"), sizes["history"], sizes["history_reps"]))  # fmt: skip
+    exp = side.experiment("concurrent")
+    step("concurrent", f"{sizes['clients']} clients logging at once", lambda: bench_concurrent(
+        name, url, tmp, exp, sizes, sizes is QUICK))  # fmt: skip
     out.write_text(json.dumps(results))
 
 
@@ -231,7 +347,22 @@ def worker(name: str, url: str, server_pid: int, tmp: Path, sizes: dict, out: Pa
 # key, label, unit, higher is better, target: ("ratio", x) = x times MLflow, ("abs", v) = Modelyard's own value
 ROWS = [
     ("log_metric", "{log_metric:,} × `log_metric` over HTTP, one call per point", "/s", True, ("ratio", 20)),
+    (
+        "log_metric_buffered",
+        "{log_metric:,} × `log_metric` over HTTP, SDK default: buffered, flushed at the end "
+        "(MLflow: `synchronous=False`)",
+        "/s",
+        True,
+        None,
+    ),
     ("log_batch", "{batch_total:,} points by log-batch of {batch:,} over HTTP", "/s", True, ("ratio", 20)),
+    (
+        "concurrent",
+        "p99 latency of a log-batch of {batch:,} points while {clients} clients log at once",
+        "ms",
+        False,
+        ("abs", 100),
+    ),
     ("search", "search {runs:,} runs: filter, order by, top 100", "ms", False, ("ratio", 10)),
     ("history", "metric history of {history:,} points over HTTP", "ms", False, ("ratio", 20)),
     ("health_s", "startup: process start → `/health` answers", "s", False, ("abs", 1.0)),
@@ -287,7 +418,7 @@ def table_rows(results: dict, sizes: dict) -> list[dict]:
 
 
 def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
-    """Replace (or append) the `## Server benchmarks` section at the end of `path`; the rest stays as it is."""
+    """Replace (or append at the end) the `## Server benchmarks` section of `path`; the rest stays as it is."""
     s = info["sizes"]
     lines = [
         "## Server benchmarks: `modelyard server` vs `mlflow server`",
@@ -308,23 +439,35 @@ def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
         "seeded data) are written into its database by the library's own local client, untimed. Each side's HTTP",
         "client (Modelyard `Client(url)`, MLflow `MlflowClient(url)`) runs in a fresh subprocess and waits for an idle",
         "machine before each workload. `log_metric` sends one request per point and waits for its answer (Modelyard",
-        "`synchronous=True`). Throughputs include building the metric objects; each is one pass, or the median of 3",
-        f"to 10 passes adding up to 2 s. Search: median of {s['search_reps']} calls after 2 warm-ups. Metric history:",
-        f"{s['history']:,} points logged in batches of 1,000, then the median of {s['history_reps']} calls. Startup:",
-        f"median of {s['starts']} starts, from launching the command to the first `/health` answer (polled every",
-        "10 ms), and to the start of the first 1 s window in which the server's process tree used under",
-        f"{QUIET:.0%} of a core; the idle memory is the RSS summed over that tree at that point (in the note, PSS,",
-        "which counts shared pages once). Ratio: MLflow's time (or memory) over Modelyard's, or Modelyard's",
-        "throughput over MLflow's. A note “other processes busy” means that processes other than the client and the",
-        "server used over a quarter of a core during that workload (the machine is shared), which makes that side's",
+        "`synchronous=True`); the buffered row takes each SDK's background path instead (Modelyard's default",
+        "buffered writer, MLflow's `synchronous=False` queue) and is timed until the final flush (Modelyard",
+        "`flush()`, MLflow `flush_async_logging()`) has stored every point. Throughputs include building the metric",
+        "objects; each is one pass, or the median of 3 to 10 passes adding up to 2 s. Search: median of",
+        f"{s['search_reps']} calls after 2 warm-ups. Metric history: {s['history']:,} points logged in batches of",
+        f"1,000, then the median of {s['history_reps']} calls. Startup: median of {s['starts']} starts, from",
+        "launching the command to the first `/health` answer (polled every 10 ms), and to the start of the first",
+        f"1 s window in which the server's process tree used under {QUIET:.0%} of a core; the idle memory is the RSS",
+        "summed over that tree at that point (in the note, PSS, which counts shared pages once). Concurrent",
+        f"clients: {s['clients']} client processes on the same machine, each with a run of its own and its",
+        f"{s['client_batches']} batches built beforehand, start together, and each sends its next batch as soon as",
+        f"its last one is answered (closed loop: the heaviest load {s['clients']} clients can make); the p99 is over",
+        "all their calls, each timed alone; the note gives the p50, the max and the points stored per second in all.",
+        "Ratio: MLflow's time (or memory) over Modelyard's, or Modelyard's throughput over MLflow's. A note “other",
+        "processes busy” means that processes other than the client (with its concurrent clients) and the server",
+        "used over a quarter of a core during that workload (the machine is shared), which makes that side's",
         f"figure pessimistic. Search sanity check: {info['search_check']}.",
         *[f"\n**Warning:** {w}" for w in info["warnings"]],
         "",
     ]
     text = path.read_text(encoding="utf-8") if path.exists() else ""  # read right before writing
-    head = text.split("\n## Server benchmarks", 1)[0].rstrip("\n")
+    section = "## Server benchmarks"
+    head, tail = text, ""
+    if f"\n{section}" in text or text.startswith(section):
+        head, rest = ("", text) if text.startswith(section) else text.split(f"\n{section}", 1)
+        tail = rest[rest.index("\n## ") :] if "\n## " in rest else ""  # sections after ours stay
+    head = head.rstrip("\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text((head + "\n\n" if head else "") + "\n".join(lines), encoding="utf-8")
+    path.write_text((head + "\n\n" if head else "") + "\n".join(lines) + tail, encoding="utf-8")
 
 
 def measure(name: str, tmp: Path, sizes: dict, quick: bool) -> dict:
@@ -355,7 +498,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="about 10x smaller sizes, for a smoke run")
     parser.add_argument("--markdown", type=Path, help="write the `## Server benchmarks` section at its end")
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this JSON file")
-    for hidden in ("--worker", "--seed", "--url", "--server-pid", "--tmp", "--out"):
+    for hidden in (
+        "--worker",
+        "--seed",
+        "--url",
+        "--server-pid",
+        "--tmp",
+        "--out",
+        "--concurrent-client",
+        "--experiment",
+    ):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -363,6 +515,8 @@ def main() -> None:
         return seed(args.seed, Path(args.tmp), sizes["runs"])
     if args.worker:
         return worker(args.worker, args.url, int(args.server_pid), Path(args.tmp), sizes, Path(args.out))
+    if args.concurrent_client:
+        return concurrent_client(args.concurrent_client, args.url, Path(args.tmp), args.experiment, sizes)
     if not version("mlflow"):
         sys.exit("MLflow is not installed in this interpreter: install it (see bench/README.md).")
 
@@ -406,7 +560,7 @@ def main() -> None:
     split = Table(title="Where the time went: wall seconds, and CPU-seconds of the client and of the server")
     for column in ("Workload", "Side", "Wall", "Client CPU", "Server CPU"):
         split.add_column(column, justify="left" if column in ("Workload", "Side") else "right")
-    for key in ("log_metric", "log_batch", "search", "history"):
+    for key in ("log_metric", "log_metric_buffered", "log_batch", "search", "history", "concurrent"):
         for name, r in results.items():
             split.add_row(key, name, *(f"{r[key][k]:.2f} s" for k in ("wall_s", "client_cpu_s", "server_cpu_s")))  # fmt: skip
     console.print(split)

@@ -99,6 +99,40 @@ def test_conflicts_and_wrong_metric_types(api: TestClient) -> None:
     assert wrong.status_code == 400 and "metrics.0.value" in wrong.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'{"metrics": [{"key": "m", "value": 1, "timestamp": 1, "bogus": 2}]}', "metrics.0.bogus"),
+        (b'{"metrics": [{"key": "m", "value": 1}]}', "metrics.0.timestamp: Field required"),
+        (b'{"params": "nope"}', "params"),
+        (b"[]", "body"),
+    ],
+)
+def test_log_batch_parses_its_own_body_with_clear_400s(api: TestClient, body: bytes, fragment: str) -> None:
+    # The route validates the raw bytes itself (no FastAPI body parameter): same 400s, naming the field.
+    response = api.post(
+        f"/api/v1/runs/{_run(api)}/log-batch", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert (
+        response.json()["error_code"] == "INVALID_PARAMETER_VALUE" and fragment in response.json()["message"]
+    )
+
+
+def test_log_batch_body_is_in_the_openapi_spec(api: TestClient) -> None:
+    operation = api.get("/api/v1/openapi.json").json()["paths"]["/api/v1/runs/{run_id}/log-batch"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["additionalProperties"] is False and set(schema["properties"]) == {
+        "metrics",
+        "params",
+        "tags",
+    }
+    metric = schema["properties"]["metrics"]["items"]
+    assert set(metric["required"]) == {"key", "value", "timestamp"} and "$ref" not in str(schema)
+
+
 def test_oversized_body_is_refused_before_reading(api: TestClient) -> None:
     run_id = _run(api)
     big = {"metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": i} for i in range(40_000)]}

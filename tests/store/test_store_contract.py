@@ -229,6 +229,33 @@ def test_latest_metric_is_by_step_then_timestamp(store: SqlTrackingStore) -> Non
     assert hist.steps == [5, 6, 7, 7] and hist.values == [3.0, 9.0, 2.0, 1.0]
 
 
+@pytest.mark.parametrize("count", [1, 255, 256, 777, 1000])
+def test_batches_of_any_size_store_every_point_in_order(store: SqlTrackingStore, count: int) -> None:
+    # Big batches go in as multi-row INSERTs of 256, 128, ..., 1 rows: every size and remainder must land.
+    run = store.create_run("0")
+    points = [m("loss" if i % 3 else "acc", i / 7, step=i, ts=1000 + i) for i in range(count)]
+    points[count // 2] = m(points[count // 2].key, float("nan"), step=count // 2, ts=1000 + count // 2)
+    store.log_batch(run.run_id, metrics=points)
+    for key in ("loss", "acc"):
+        want = [p for p in points if p.key == key]
+        hist = store.get_metric_history(run.run_id, key)
+        assert hist.steps == [p.step for p in want] and hist.timestamps == [p.timestamp for p in want]
+        for got, p in zip(hist.values, want):
+            assert got == p.value or (math.isnan(got) and math.isnan(p.value))
+    latest = {x.key: x.step for x in store.get_latest_metrics(run.run_id)}
+    assert latest == {k: max(p.step for p in points if p.key == k) for k in latest} and len(latest) == min(
+        count, 2
+    )
+
+
+def test_latest_metric_tie_in_one_batch_is_the_last_point(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    store.log_batch(
+        run.run_id, metrics=[m("x", 1.0, step=2, ts=5), m("x", 2.0, step=2, ts=5), m("x", 0.0, 1, 9)]
+    )
+    assert store.get_run(run.run_id).data.metrics == {"x": 2.0}
+
+
 def test_metric_history_unknown(store: SqlTrackingStore) -> None:
     run = store.create_run("0")
     assert len(store.get_metric_history(run.run_id, "nope")) == 0

@@ -25,6 +25,10 @@ class TrackingStore(abc.ABC):
 
     DEFAULT_EXPERIMENT_ID = "0"
     DEFAULT_EXPERIMENT_NAME = "Default"
+    # True when a write's cost is the local database's own work (no network round trip, no lock held across
+    # one): an async server may then call the store on its event loop, where a threadpool hop would cost
+    # more than a small write itself. A wrapper (or any store that does not know) keeps False: threadpool.
+    writes_are_local = False
 
     # experiments -----------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -5,6 +5,7 @@ exponential backoff, and what still fails raises `Unavailable`, which the buffer
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from modelyard.artifacts.base import ArtifactStore
 
 RETRY_STATUSES = {502, 503, 504}
+JSON_HEADERS = {"Content-Type": "application/json"}
 B = TypeVar("B", bound=BaseModel)
 
 
@@ -74,6 +76,9 @@ class RestStore(TrackingStore):
         )
         self._retries = int(os.environ.get("MODELYARD_HTTP_RETRIES", retries))
         self._backoff = backoff
+        # Requests go to absolute URLs, parsed once per path (`_url`): httpx would otherwise parse and merge
+        # a relative URL into base_url on every call, ~0.1 ms of a ~0.5 ms one-point log_metric round trip.
+        self._api = str(self._http.base_url).rstrip("/") + "/api/v1"
 
     def __repr__(self) -> str:
         return f"RestStore({self.uri!r})"
@@ -89,13 +94,12 @@ class RestStore(TrackingStore):
             content = body.model_dump_json(by_alias=True) if body is not None else None
         except (PydanticSerializationError, UnicodeEncodeError) as exc:
             raise InvalidArgument(f"Cannot send this request: {exc}") from None
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = JSON_HEADERS if content is not None else None
+        url = _url(self._api + path)
         delay = self._backoff
         for attempt in range(self._retries + 1):
             try:
-                response = self._http.request(
-                    method, "/api/v1" + path, content=content, headers=headers, params=params
-                )
+                response = self._http.request(method, url, content=content, headers=headers, params=params)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 if attempt == self._retries:
                     raise Unavailable(f"Cannot reach the Modelyard server at {self.uri}: {exc}") from None
@@ -295,6 +299,11 @@ class RestStore(TrackingStore):
             view_type=view_type,
         )
         return SearchRunsPage.model_validate(self._call("POST", "/runs/search", body))
+
+
+@functools.lru_cache(maxsize=1024)  # a process logs to a few runs: their paths repeat on every call
+def _url(text: str) -> httpx.URL:
+    return httpx.URL(text)  # immutable: safe to share between calls and threads
 
 
 def _make(model: type[B], **fields: Any) -> B:

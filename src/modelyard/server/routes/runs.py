@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import contextlib
+import gc
+from collections.abc import Iterator
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.schemas import Run, RunInfo, SearchRunsPage
 from modelyard.schemas.api import CreateRun, EndRun, LogBatch, LogInputs, MetricList, SearchRuns, UpdateRun
@@ -14,6 +20,35 @@ from modelyard.store.base import TrackingStore
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 Store = Annotated[TrackingStore, Depends(store)]
+B = TypeVar("B", bound=BaseModel)
+EMPTY = b"{}"
+
+
+def parse_body(model: type[B], raw: bytes) -> B:
+    """The request body validated straight from its bytes (pydantic's Rust JSON parser: about 3x faster than
+    FastAPI's json.loads followed by validation); errors are FastAPI's usual 400, naming the field."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=raw) from None
+
+
+def body_spec(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a body that the route parses itself with `parse_body`: the model's JSON
+    schema with its nested models inlined (a route's own schema cannot add entries to the spec's components)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 class RunList(SearchRunsPage):
@@ -62,10 +97,42 @@ def end_run(run_id: str, body: EndRun, s: Store) -> Response:
     return reply(s.end_run(run_id, body.status, body.end_time, body.metrics))
 
 
-@router.post("/{run_id}/log-batch")
-def log_batch(run_id: str, body: LogBatch, s: Store) -> dict[str, Any]:
-    s.log_batch(run_id, metrics=body.metrics, params=body.params, tags=body.tags)
-    return ok()
+@router.post("/{run_id}/log-batch", openapi_extra=body_spec(LogBatch))
+async def log_batch(run_id: str, request: Request) -> Response:
+    """Metrics, params and tags in one transaction.
+
+    Every client's hot path, so no threadpool hop it can avoid (a sync route with the `Store` dependency and
+    a dict to serialise makes three): the body is parsed here from its bytes, and a store whose writes are
+    local (SQLite) is called right here too: a 1-point write costs less than a hop, and SQLite takes one
+    writer at a time anyway. Other stores (PostgreSQL, a store wrapped for authorization) get one hop."""
+    raw = await request.body()
+    s = store(request)
+    if s.writes_are_local:
+        with _gc_paused():
+            body = parse_body(LogBatch, raw)
+            s.log_batch(run_id, body.metrics, body.params, body.tags)
+            del body  # freed here, before the collector runs again
+    else:
+        body = parse_body(LogBatch, raw)
+        await run_in_threadpool(s.log_batch, run_id, body.metrics, body.params, body.tags)
+    return Response(EMPTY, media_type="application/json")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is parsed and stored (synchronous code: no other request
+    runs meanwhile). A batch of 1,000 points makes 3,000 GC-tracked objects that all die by refcount at its
+    end; with the collector on, they set off ~4 young collections per batch, get promoted, and bring on
+    full collections of the server's whole heap every ~30 batches: about 0.7 ms per batch (~20% of the
+    server's time on it). The allocations still count, so a collection follows soon after if one is due."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @router.post("/{run_id}/inputs")

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, literal_column, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
@@ -46,6 +46,7 @@ from modelyard.store.sql.tables import (
     metrics,
     params,
     permissions,
+    registry_events,
     run_inputs,
     runs,
     tags,
@@ -109,6 +110,9 @@ def _float_out(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
+_METRIC_COLUMNS = ("run_uuid", "key", "step", "timestamp", "value")  # metrics and latest_metrics rows
+
+
 def _float_in(value: float) -> float | None:
     return None if value != value else value  # NaN is stored as NULL (see tables.metrics)
 
@@ -134,6 +138,7 @@ class SqlTrackingStore(TrackingStore):
         self._driver_error = self._write.dialect.loaded_dbapi.OperationalError
         self._driver_data_error = self._write.dialect.loaded_dbapi.DataError
         self._upsert = postgresql.insert if self._write.dialect.name == "postgresql" else sqlite.insert
+        self.writes_are_local = self._write.dialect.name == "sqlite"  # see TrackingStore.writes_are_local
         self._prepare_statements()
         self._ensure_default_experiment()
 
@@ -167,11 +172,7 @@ class SqlTrackingStore(TrackingStore):
             .where(runs.c.run_uuid == bindparam("rid"), runs.c.lifecycle_stage == literal_column("'active'"))
             .returning(*runs.c)
         )
-        self._insert_runs, self._insert_params, self._insert_metrics = (
-            runs.insert(),
-            params.insert(),
-            metrics.insert(),
-        )
+        self._insert_runs, self._insert_params = runs.insert(), params.insert()  # metrics: see _write_metrics
 
     def __repr__(self) -> str:
         return f"SqlTrackingStore({redact(self.uri)!r})"
@@ -587,7 +588,20 @@ class SqlTrackingStore(TrackingStore):
         """Apply `changes` to an active run and return the updated row (None: missing or deleted)."""
         sql = self._raw.compile(self._update_run, tuple(sorted(changes)))
         rows = self._raw.fetch(conn, sql, {"rid": run_id, **changes})
+        if rows and "status" in changes and RunStatus(changes["status"]).is_terminal:
+            self._run_event(conn, rows[0], changes["status"])
         return rows[0] if rows else None
+
+    def _run_event(self, conn: AnyConnection, row: Record, status: str) -> None:
+        """A run ended: an event (run.finished, run.failed or run.killed) in the same transaction, for webhooks."""
+        event = {
+            "time": now_ms(),
+            "type": f"run.{status.lower()}",
+            "experiment_id": str(row.experiment_id),
+            "run_id": row.run_uuid,
+            "payload": json.dumps({"status": status, "run_name": row.name}),
+        }
+        self._raw.fetch(conn, self._raw.compile(insert(registry_events), tuple(sorted(event))), event)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
         with self._tx() as conn:
@@ -632,10 +646,19 @@ class SqlTrackingStore(TrackingStore):
     def _validate(
         metric_rows: Sequence[Metric] = (), param_rows: Sequence[Param] = (), tag_rows: Sequence[RunTag] = ()
     ) -> None:
+        # A batch is mostly thousands of points of a few keys: each key checked once, each point cheaply.
+        for key in dict.fromkeys(m.key for m in metric_rows):
+            v.validate_key("Metric", key)
+        low, high = v.INT64_MIN, v.INT64_MAX
         for m in metric_rows:
-            v.validate_key("Metric", m.key)
-            v.validate_int64(f"Metric {m.key!r} step", m.step)
-            v.validate_int64(f"Metric {m.key!r} timestamp", m.timestamp)
+            step, ts = m.step, m.timestamp
+            if (
+                type(step) is not int
+                or type(ts) is not int
+                or not (low <= step <= high and low <= ts <= high)
+            ):
+                v.validate_int64(f"Metric {m.key!r} step", step)  # says what is wrong, or lets it pass
+                v.validate_int64(f"Metric {m.key!r} timestamp", ts)
         for p in param_rows:
             v.validate_param_value(v.validate_key("Param", p.key), p.value)
         for t in tag_rows:
@@ -692,38 +715,25 @@ class SqlTrackingStore(TrackingStore):
             self._raw.execute_many(conn, self._raw.compile(self._insert_params), new)
 
     def _write_metrics(self, conn: AnyConnection, run_id: str, metric_rows: Sequence[Metric]) -> None:
-        self._raw.execute_many(
+        # The hottest loop of the store: one tuple per point, in _METRIC_COLUMNS order; NaN is stored as NULL.
+        self._raw.insert_rows(
             conn,
-            self._raw.compile(self._insert_metrics),
+            metrics,
+            _METRIC_COLUMNS,
             [
-                {
-                    "run_uuid": run_id,
-                    "key": m.key,
-                    "step": m.step,
-                    "timestamp": m.timestamp,
-                    "value": _float_in(m.value),
-                }
+                (run_id, m.key, m.step, m.timestamp, None if m.value != m.value else m.value)
                 for m in metric_rows
             ],
         )
         newest: dict[str, Metric] = {}
         for m in metric_rows:
             cur = newest.get(m.key)
-            if cur is None or (m.step, m.timestamp) >= (cur.step, cur.timestamp):
+            if cur is None or m.step > cur.step or (m.step == cur.step and m.timestamp >= cur.timestamp):
                 newest[m.key] = m
         self._raw.execute_many(
             conn,
-            self._raw.compile(self._upsert_latest),
-            [
-                {
-                    "run_uuid": run_id,
-                    "key": k,
-                    "step": m.step,
-                    "timestamp": m.timestamp,
-                    "value": _float_in(m.value),
-                }
-                for k, m in newest.items()
-            ],
+            self._raw.compile_positional(self._upsert_latest, _METRIC_COLUMNS),
+            [(run_id, k, m.step, m.timestamp, _float_in(m.value)) for k, m in newest.items()],
         )
 
     def delete_tag(self, run_id: str, key: str) -> None:
