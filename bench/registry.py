@@ -393,7 +393,6 @@ def main() -> None:
         return worker(args.worker, Path(args.tmp), args.url, pid, sizes, Path(args.out))
 
     from rich.console import Console
-    from rich.table import Table
 
     console, started = Console(), time.perf_counter()
     if not console.is_terminal:
@@ -439,21 +438,12 @@ def main() -> None:
         info["warnings"].append(f"a reloaded model predicted differently: {info['reload_check']}")
     rows = table_rows(results, sizes)
 
-    table = Table(title=f"Registry: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)")
-    for i, column in enumerate(HEADER):
-        table.add_column(column, justify="right" if 1 <= i <= 3 else "left")
-    for row in rows:
-        style = {True: "green", False: "bold red", None: "default"}[row["passed"]]
-        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]", row["cells"][6])
-    console.print(table)
-    for warning in info["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"Total time: {info['elapsed_s']:.0f} s")
-    if args.markdown:
-        write_markdown(args.markdown, rows, info)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**info, "results": results, "rows": rows}, indent=2))
+    console.print(
+        tracking.results_table(
+            f"Registry: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)", rows, HEADER
+        )
+    )
+    tracking.finish(console, args, rows, info, results, write_markdown)
 
 
 if __name__ == "__main__":

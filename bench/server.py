@@ -550,13 +550,11 @@ def main() -> None:
     )  # fmt: skip
     rows = table_rows(results, sizes)
 
-    table = Table(title=f"Server: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)")
-    for i, column in enumerate(HEADER):
-        table.add_column(column, justify="right" if 1 <= i <= 3 else "left")
-    for row in rows:
-        style = {True: "green", False: "bold red", None: "default"}[row["passed"]]
-        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]", row["cells"][6])
-    console.print(table)
+    console.print(
+        tracking.results_table(
+            f"Server: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)", rows, HEADER
+        )
+    )
     split = Table(title="Where the time went: wall seconds, and CPU-seconds of the client and of the server")
     for column in ("Workload", "Side", "Wall", "Client CPU", "Server CPU"):
         split.add_column(column, justify="left" if column in ("Workload", "Side") else "right")
@@ -564,14 +562,7 @@ def main() -> None:
         for name, r in results.items():
             split.add_row(key, name, *(f"{r[key][k]:.2f} s" for k in ("wall_s", "client_cpu_s", "server_cpu_s")))  # fmt: skip
     console.print(split)
-    for warning in info["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"Total time: {info['elapsed_s']:.0f} s")
-    if args.markdown:
-        write_markdown(args.markdown, rows, info)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**info, "results": results, "rows": rows}, indent=2))
+    tracking.finish(console, args, rows, info, results, write_markdown)
 
 
 if __name__ == "__main__":

@@ -434,6 +434,31 @@ def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
     path.write_text("\n".join(lines).rstrip("\n") + "\n" + tail, encoding="utf-8")
 
 
+def results_table(title: str, rows: list[dict], header: list[str] = HEADER) -> Any:
+    """The side-by-side table every benchmark prints: ratios right-aligned, PASS green and MISS red."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="right" if 1 <= i <= 3 else "left")
+    for row in rows:
+        style = {True: "green", False: "bold red", None: "default"}[row["passed"]]
+        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]", row["cells"][6])
+    return table
+
+
+def finish(console: Any, args: Any, rows: list[dict], info: dict, results: dict, write_markdown: Any) -> None:
+    """Warnings and total time on the console, then the Markdown table and the JSON results when asked for."""
+    for warning in info["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"Total time: {info['elapsed_s']:.0f} s")
+    if args.markdown:
+        write_markdown(args.markdown, rows, info)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**info, "results": results, "rows": rows}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about 10x smaller sizes, for a smoke run")
@@ -449,7 +474,6 @@ def main() -> None:
         return worker(args.worker, args.tmp, sizes, args.skip_100k, args.out)
 
     from rich.console import Console
-    from rich.table import Table
 
     console, started = Console(), time.perf_counter()
     if not console.is_terminal:
@@ -501,21 +525,10 @@ def main() -> None:
     )  # fmt: skip
     rows = table_rows(results, sizes)
 
-    table = Table(title=f"Tracking: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)")
-    for i, column in enumerate(HEADER):
-        table.add_column(column, justify="right" if 1 <= i <= 3 else "left")
-    for row in rows:
-        style = {True: "green", False: "bold red", None: "default"}[row["passed"]]
-        table.add_row(*row["cells"][:5], f"[{style}]{row['cells'][5]}[/]", row["cells"][6])
-    console.print(table)
-    for warning in info["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"Total time: {info['elapsed_s']:.0f} s")
-    if args.markdown:
-        write_markdown(args.markdown, rows, info)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**info, "results": results, "rows": rows}, indent=2))
+    console.print(
+        results_table(f"Tracking: Modelyard vs MLflow ({'quick' if args.quick else 'full'} sizes)", rows)
+    )
+    finish(console, args, rows, info, results, write_markdown)
 
 
 if __name__ == "__main__":
