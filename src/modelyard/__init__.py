@@ -52,6 +52,13 @@ _EXPORTS: dict[str, str] = {
     "lineage": "modelyard.registry.lineage",
     "RegisteredModel": "modelyard.schemas.registry",
     "ModelVersion": "modelyard.schemas.registry",
+    # pipelines
+    "step": "modelyard.pipelines",
+    "pipeline": "modelyard.pipelines",
+    "parallel_for": "modelyard.pipelines",
+    "collect": "modelyard.pipelines",
+    "condition": "modelyard.pipelines",
+    "run_pipeline": "modelyard.pipelines",
     # wire models
     "Experiment": "modelyard.schemas",
     "Run": "modelyard.schemas",
@@ -100,6 +107,7 @@ if TYPE_CHECKING:
         NotFound,
     )
     from modelyard.models import load_model, load_predictor, log_model
+    from modelyard.pipelines import collect, condition, parallel_for, pipeline, run_pipeline, step
     from modelyard.registry import RegistryClient, register_model
     from modelyard.registry.lineage import lineage
     from modelyard.schemas import (
