@@ -110,7 +110,6 @@ def _ast_dump(source: str) -> str:
                 body
                 and isinstance(body[0], ast.Expr)
                 and isinstance(getattr(body[0], "value", None), ast.Constant)
-            ):
-                if isinstance(body[0].value.value, str):
-                    node.body = body[1:] or [ast.Pass()]
+            ) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False)

@@ -333,7 +333,7 @@ class _Runner:
             return {"list": specs}
         if isinstance(value, Collected):
             producers = self._collected(value, inst.index)
-            if any(p.state not in records.DONE_STATES + ("SKIPPED",) for p in producers):
+            if any(p.state not in (*records.DONE_STATES, "SKIPPED") for p in producers):
                 raise _Unready(value.ref.task_id)
             done = [p for p in producers if p.state in records.DONE_STATES]  # skipped iterations drop out
             return {"list": [{"artifact": p.record.outputs[value.ref.name]} for p in done]}
@@ -403,13 +403,17 @@ class _Runner:
         key = cache.step_key(task.step, inst.inputs)
         inst.record.cache_key = key
         earlier = self.previous.get(inst.key)
-        if earlier and earlier.state in records.DONE_STATES and earlier.cache_key == key:
-            if all(
+        if (
+            earlier
+            and earlier.state in records.DONE_STATES
+            and earlier.cache_key == key
+            and all(
                 self.client.artifact_store(e["run_id"]).exists(e["path"]) for e in earlier.outputs.values()
-            ):
-                inst.record = earlier
-                self._notify(inst)
-                return True
+            )
+        ):
+            inst.record = earlier
+            self._notify(inst)
+            return True
         if self.use_cache and task.step.options.cache:
             hit = cache.lookup(self.client, self.experiment_id, key, task.step.options.max_staleness_s)
             if hit is not None:

@@ -86,9 +86,7 @@ def compatible(produced: str, expected: str) -> bool:
     """Whether a value of kind `produced` may be passed where `expected` is declared."""
     if "any" in (produced, expected) or produced == expected:
         return True
-    if (produced, expected) in {("int", "float"), ("metrics", "dict"), ("dict", "metrics")}:
-        return True
-    return False
+    return (produced, expected) in {("int", "float"), ("metrics", "dict"), ("dict", "metrics")}
 
 
 def value_kind(value: Any) -> str:
