@@ -18,6 +18,7 @@ from modelyard.cli.db import db
 from modelyard.cli.experiments import experiments
 from modelyard.cli.gc import gc
 from modelyard.cli.models import models
+from modelyard.cli.pipelines import pipelines
 from modelyard.cli.runs import runs
 from modelyard.cli.server import server
 from modelyard.cli.webhooks import webhooks
@@ -103,6 +104,7 @@ for command in (
     runs,
     artifacts,
     models,
+    pipelines,
     db,
     gc,
     server,

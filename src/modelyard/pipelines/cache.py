@@ -27,6 +27,8 @@ def input_hash(spec: dict[str, Any]) -> str:
     """Content hash of one resolved input (see entrypoint.load_input for the shapes)."""
     if "list" in spec:
         return value_hash([input_hash(item) for item in spec["list"]])
+    if "sha256" in spec:  # a file given by path: its content
+        return str(spec["sha256"])
     if "value" in spec:
         return value_hash(spec["value"])
     return str(spec["artifact"]["sha256"])

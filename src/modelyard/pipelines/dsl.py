@@ -159,8 +159,11 @@ class CodeRef:
 
     @classmethod
     def of(cls, func: Callable[..., Any]) -> CodeRef:
-        module = func.__module__
-        file = inspect.getsourcefile(func)
+        module = func.__module__ or "__main__"
+        try:
+            file = inspect.getsourcefile(func)
+        except TypeError:  # built in C: importable by name only
+            file = None
         importable = module != "__main__" and not module.startswith("_modelyard_file_")
         if module == "__main__" and file:
             module = "_modelyard_file_" + re.sub(r"\W", "_", Path(file).stem)
@@ -367,6 +370,8 @@ def parallel_for(items: Any, name: str | None = None) -> Iterator[LoopItem]:
     """Fan out: the steps called in the block run once per item of `items` (a list, a list parameter, or a
     step output that is a list). Use `collect(task.output)` after the block to gather their outputs."""
     builder = _need_builder("parallel_for")
+    if isinstance(items, Task):
+        items = items.output
     if isinstance(items, (tuple, list)):
         items = list(items)
         for item in items:

@@ -248,10 +248,17 @@ class Graph:
         """Task ids in a dependency order; a cycle is an error that names its steps."""
         sorter = graphlib.TopologicalSorter({tid: self.dependencies(t) for tid, t in self.tasks.items()})
         try:
-            return list(sorter.static_order())
+            sorter.prepare()
         except graphlib.CycleError as exc:
             cycle = " → ".join(exc.args[1])
             raise InvalidArgument(f"Pipeline {self.name!r} has a cycle: {cycle}.") from None
+        rank = {tid: n for n, tid in enumerate(self.tasks)}
+        order: list[str] = []
+        while sorter.is_active():  # level by level, each level in the order the steps were called
+            ready = sorted(sorter.get_ready(), key=lambda tid: rank.get(tid, len(rank)))
+            order += ready
+            sorter.done(*ready)
+        return order
 
     def validate(self) -> None:
         unknown = {d for t in self.tasks.values() for d in self.dependencies(t)} - set(self.tasks)

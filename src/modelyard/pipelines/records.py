@@ -24,6 +24,7 @@ TAG_CACHED_FROM = "modelyard.step.cached_from"
 TAG_OUTPUTS = "modelyard.step.outputs"
 TAG_ATTEMPTS = "modelyard.step.attempts"
 TAG_ERROR = "modelyard.step.error"
+TAG_NODE = "modelyard.step.node"  # the cluster node that ran the step (Ray)
 GRAPH_ARTIFACT = "pipeline/graph.json"
 LOG_ARTIFACT = "logs/step.log"
 

@@ -25,6 +25,7 @@ from modelyard.pipelines.entrypoint import import_code, load_input
 from modelyard.pipelines.executor import Executor, Job, LocalExecutor
 from modelyard.pipelines.graph import OPS, Collected, Condition, Graph, LoopItem, OutputRef, ParamRef, Task
 from modelyard.pipelines.records import StepRecord
+from modelyard.pipelines.serialize import sha256_path
 from modelyard.schemas import RunStatus
 
 _POLL_S = 0.01
@@ -400,6 +401,10 @@ class _Runner:
             self._record_skip(inst, verdict or "an input's step was skipped")
             return True
         inst.inputs = inputs  # type: ignore[assignment]
+        for name, spec in inst.inputs.items():  # a local file given by path: cache on its content
+            value = spec.get("value")
+            if task.step.inputs[name].kind == "file" and isinstance(value, str) and Path(value).is_file():
+                spec["sha256"] = sha256_path(Path(value))
         key = cache.step_key(task.step, inst.inputs)
         inst.record.cache_key = key
         earlier = self.previous.get(inst.key)
@@ -522,6 +527,8 @@ class _Runner:
         record, options = inst.record, inst.task.step.options
         run_id = str(record.run_id)
         self._upload_log(inst)
+        if outcome.get("node"):  # where a cluster executor ran it
+            self.client.set_tag(run_id, records.TAG_NODE, outcome["node"])
         if outcome.get("ok"):
             record.outputs = {name: {**entry, "run_id": run_id} for name, entry in outcome["outputs"].items()}
             record.cache = "miss" if self.use_cache and options.cache else "off"

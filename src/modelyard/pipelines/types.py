@@ -86,7 +86,12 @@ def compatible(produced: str, expected: str) -> bool:
     """Whether a value of kind `produced` may be passed where `expected` is declared."""
     if "any" in (produced, expected) or produced == expected:
         return True
-    return (produced, expected) in {("int", "float"), ("metrics", "dict"), ("dict", "metrics")}
+    return (produced, expected) in {
+        ("int", "float"),
+        ("metrics", "dict"),
+        ("dict", "metrics"),
+        ("str", "file"),
+    }
 
 
 def value_kind(value: Any) -> str:
