@@ -239,7 +239,7 @@ def p():
 
 def test_load_pipeline_errors(tmp_path: Path) -> None:
     path = pipeline_file(tmp_path, HEADER + "\nx = 1\n", "notapipe")
-    with pytest.raises(InvalidArgument, match="should be FILE.py:FUNCTION"):
+    with pytest.raises(InvalidArgument, match=r"should be FILE\.py:FUNCTION"):
         load_pipeline(str(path))
     with pytest.raises(InvalidArgument, match="No such file"):
         load_pipeline(f"{tmp_path}/missing.py:p")

@@ -133,7 +133,7 @@ def _document_errors(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    from modelyard.server.routes import access, artifacts, experiments, models, runs, webhooks
+    from modelyard.server.routes import access, artifacts, experiments, models, pipelines, runs, webhooks
     from modelyard.store.registry import store_class_for
 
     settings = settings or ServerSettings()
@@ -193,11 +193,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(models.router, prefix="/api/v1")
     app.include_router(access.router, prefix="/api/v1")
     app.include_router(webhooks.router, prefix="/api/v1")
+    app.include_router(pipelines.router, prefix="/api/v1")
     if settings.auth:
         _enable_auth(app, store, settings.default_role)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
     if app.state.accounts is not None:  # a SQL store: keep webhooks, run their dispatcher while serving
         webhooks.install(app)
+        pipelines.install(app)  # pipeline schedules, and the scheduler that runs them
     app.router.on_shutdown.append(store.close)
     return app
 

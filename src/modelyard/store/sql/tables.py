@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 
 metadata = MetaData()
 
@@ -330,4 +330,27 @@ webhook_deliveries = Table(
     Column("delivered_time", BigInteger),
     Index("ix_webhook_deliveries_due", "state", "next_attempt_time"),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "delivery_id"),
+)
+
+# Added by revision 0005: pipelines that the server's scheduler runs on a cron schedule (see
+# store/sql/pipeline_schedules.py). A due schedule is claimed by moving its next_run_time conditionally.
+pipeline_schedules = Table(
+    "pipeline_schedules",
+    metadata,
+    Column("schedule_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("target", Text, nullable=False),  # FILE.py:FUNCTION (absolute) or package.module:FUNCTION
+    Column("params", Text, nullable=False, server_default="{}"),  # JSON object
+    Column("experiment", String(256)),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("next_run_time", BigInteger),  # NULL while paused
+    Column("last_run_time", BigInteger),
+    Column("last_run_id", String(32)),
+    Column("last_status", String(16)),
+    Column("last_error", Text),
+    Column("created_by", String(256)),
+    Column("created_time", BigInteger, nullable=False),
+    Index("ix_pipeline_schedules_due", "enabled", "next_run_time"),
 )
