@@ -38,10 +38,11 @@ $(BENCH_VENV)/.installed: pyproject.toml
 	$(BENCH_VENV)/bin/pip install --quiet -e '.[bench,server]'
 	touch $@
 
-bench: $(BENCH_VENV)/.installed  ## Modelyard vs MLflow side by side (tracking, server, registry), with ratios
+bench: $(BENCH_VENV)/.installed  ## Modelyard vs MLflow side by side (tracking, server, registry, pipelines), with ratios
 	$(BENCH_VENV)/bin/python bench/tracking.py
 	$(BENCH_VENV)/bin/python bench/server.py
 	$(BENCH_VENV)/bin/python bench/registry.py
+	$(BENCH_VENV)/bin/python bench/pipelines.py
 
 clean:  ## remove virtual environments and caches
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,6 +23,7 @@ from modelyard.cli.common import (
     status_text,
     tracking_uri_option,
 )
+from modelyard.cli.pipeline_schedules import schedule, schedules
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -238,8 +239,6 @@ def run_command(
 
 
 def _cancelled() -> None:
-    from modelyard.tracking.fluent import get_client  # noqa: F401 - keep imports warm for the message
-
     click.echo(
         "Cancelled. Continue with: modelyard pipelines resume RUN_ID (see: modelyard pipelines list)",
         err=True,
@@ -471,3 +470,7 @@ def compile_command(
     if submit:
         run_id = kfp.submit(path, str(host), params=values)
         out().print(f"Submitted to {esc(host)}: run [{ID_STYLE}]{run_id}[/]")
+
+
+pipelines.add_command(schedule)
+pipelines.add_command(schedules)

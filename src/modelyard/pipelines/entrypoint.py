@@ -23,6 +23,8 @@ from typing import Any
 
 from modelyard.pipelines import serialize
 
+loading_step_code: str | None = None  # the step whose module is being imported in this process
+
 
 def import_code(ref: dict[str, Any]) -> Any:
     """The object `qualname` of a module, importing the module by name or from its file."""
@@ -90,8 +92,13 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     fluent.set_tracking_uri(task["tracking_uri"])
     client = fluent.get_client()
     run_id = task["run_id"]
+    global loading_step_code
     try:
-        step = import_code(task["step"])
+        loading_step_code = task["instance"]
+        try:
+            step = import_code(task["step"])
+        finally:
+            loading_step_code = None
         func = getattr(step, "func", step)
         with tempfile.TemporaryDirectory(prefix="modelyard-step-") as tmp:
             scratch = Path(tmp)

@@ -13,7 +13,10 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,14 @@ def _fork_context() -> Any:
     return _context
 
 
+def _start_fork_server() -> None:
+    from multiprocessing import forkserver
+
+    _fork_context()
+    with contextlib.suppress(Exception), _main_not_reimported():
+        forkserver.ensure_running()
+
+
 def _run_in_child(task_path: str, log_path: str, env: dict[str, str], paths: list[str]) -> None:
     """Body of a step process forked from the fork server: own session, output to the log, then the step."""
     os.setsid()  # its own process group: cancelling the step also stops what the step started
@@ -121,6 +132,23 @@ def _run_in_child(task_path: str, log_path: str, env: dict[str, str], paths: lis
     os._exit(code)  # no atexit hooks inherited from the fork server
 
 
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """multiprocessing re-runs the parent's main script in each child to find pickled functions; steps are
+    imported by their own module or file instead, so the script's top level (say, a `run_pipeline` call
+    without a `__main__` guard) does not run again. A spec named `__main__` is what it skips."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = getattr(main, "__spec__", None)
+    main.__spec__ = types.SimpleNamespace(name="__main__")  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
+
+
 @dataclass
 class _Process:
     process: Any  # multiprocessing.Process
@@ -138,6 +166,8 @@ class LocalExecutor(Executor):
 
     def __init__(self, max_parallel: int | None = None) -> None:
         self.max_parallel = max_parallel or os.cpu_count() or 1
+        # start the fork server (its imports take ~0.5 s) while the runner looks at the cache
+        threading.Thread(target=_start_fork_server, daemon=True).start()
 
     def submit(self, job: Job) -> _Process:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +183,8 @@ class LocalExecutor(Executor):
             name=job.key,
             daemon=False,
         )
-        process.start()
+        with _main_not_reimported():
+            process.start()
         return _Process(process, time.monotonic(), job.options.timeout_s, result_path)
 
     def poll(self, handle: _Process) -> dict[str, Any] | None:

@@ -105,11 +105,8 @@ def _ast_dump(source: str) -> str:
     for node in ast.walk(tree):  # decorators and docstrings do not change what the code computes
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = []
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(getattr(body[0], "value", None), ast.Constant)
-            ) and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
+            first = node.body[0] if node.body else None
+            docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            if docstring and isinstance(first.value.value, str):  # type: ignore[union-attr]
+                node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False)

@@ -27,7 +27,7 @@ def load_pipeline(target: str) -> Pipeline:
         if not path.is_file():
             raise InvalidArgument(f"No such file: {source!r}.")
         module = FILE_MODULE_PREFIX + re.sub(r"\W", "_", path.stem)
-        ref = {"module": module, "qualname": name, "file": str(path)}
+        ref: dict[str, str | None] = {"module": module, "qualname": name, "file": str(path)}
         sys.modules.pop(module, None)  # load the file as it is now, not as first imported
     else:
         ref = {"module": source, "qualname": name, "file": None}

@@ -8,11 +8,14 @@ cache settings, everything else runs again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +101,15 @@ def run_pipeline(
     """Run `pipeline` with `params`; returns when every step is done (or the run failed).
 
     `experiment` defaults to the pipeline's name; `cache=False` runs every step (`--no-cache`)."""
+    from modelyard.pipelines import entrypoint
     from modelyard.tracking.client import Client
 
+    if entrypoint.loading_step_code is not None:
+        raise InvalidState(
+            f"run_pipeline was called while step {entrypoint.loading_step_code!r} imported the file that "
+            'defines it. Put the call under `if __name__ == "__main__":` so importing the file only defines '
+            "the steps."
+        )
     values = pipeline.resolve_params(params)
     graph = pipeline.build()
     client = Client(tracking_uri)
@@ -199,22 +209,25 @@ class _Runner:
         self.instances: dict[str, Instance] = {}
         self.order = graph.order()
         self.failed = False
+        self.stop_requested = False
         self.work = config.home() / "pipelines" / run_id
         self.values: dict[tuple[str, str], Any] = {}  # (instance, output) → loaded value (conditions, loops)
 
     # -- main loop -----------------------------------------------------------------------------------------
     def run(self) -> PipelineRun:
-        try:
-            while self._step_loop():
-                pass
-        except KeyboardInterrupt:
-            self._cancel_all()
-            self._finish(RunStatus.KILLED)
-            raise
-        except BaseException:
-            self._cancel_all()
-            self._finish(RunStatus.FAILED)
-            raise
+        with self._stop_signals():
+            try:
+                while self._step_loop():
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                self._cancel_all()
+                self._finish(RunStatus.KILLED)
+                raise
+            except BaseException:
+                self._cancel_all()
+                self._finish(RunStatus.FAILED)
+                raise
         self._finish(RunStatus.FAILED if self.failed else RunStatus.FINISHED)
         return PipelineRun(
             self.run_id,
@@ -222,6 +235,24 @@ class _Runner:
             {k: i.record for k, i in self.instances.items()},
             self.client.tracking_uri,
         )
+
+    @contextlib.contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM only ask the loop to stop, so they never land inside a store write or a
+        process start; the loop then stops the running steps and marks the run KILLED (resumable)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(_signum: int, _frame: Any) -> None:
+            self.stop_requested = True
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _step_loop(self) -> bool:
         """One round: expand, settle, start, poll. False when nothing is left to do."""
@@ -502,6 +533,7 @@ class _Runner:
 
     def _launch(self, inst: Instance) -> None:
         inst.record.attempts += 1
+        inst.record.state = "RUNNING"  # the child run is created in that state
         if inst.record.run_id is None:
             self._child(
                 inst,
