@@ -36,6 +36,12 @@ EXPECTED = {
     "RegisteredModel",
     "ModelVersion",
     "GateFailed",
+    "step",
+    "pipeline",
+    "parallel_for",
+    "collect",
+    "condition",
+    "run_pipeline",
     "Experiment",
     "Run",
     "RunInfo",
@@ -71,3 +77,13 @@ def test_unknown_attribute() -> None:
 
     with pytest.raises(AttributeError):
         modelyard.nope  # noqa: B018
+
+
+def test_pipelines_surface() -> None:
+    import modelyard.pipelines as pipelines
+
+    assert set(pipelines.__all__) == {
+        "Dataset", "File", "Metrics", "Model", "PickledOutputWarning", "Pipeline", "PipelineRun", "Step",
+        "StepOptions", "collect", "condition", "parallel_for", "pipeline", "resume", "run_pipeline", "step",
+    }  # fmt: skip
+    assert modelyard.step is pipelines.step and modelyard.run_pipeline is pipelines.run_pipeline

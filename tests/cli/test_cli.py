@@ -43,8 +43,10 @@ def client_for(home: Path) -> Client:
 
 
 def quickstart_runs(home: Path) -> list[Run]:
-    """The quickstart's runs, best first, read through the SDK."""
-    runs = client_for(home).search_runs("quickstart", order_by=["metrics.accuracy DESC"])
+    """The quickstart's training runs, best first, read through the SDK."""
+    runs = client_for(home).search_runs(
+        "quickstart", "tags.quickstart = 'true'", order_by=["metrics.accuracy DESC"]
+    )
     assert isinstance(runs, list)
     return runs
 
@@ -130,6 +132,27 @@ def test_quickstart_releases_the_best_model_through_its_gate(qs: tuple[Path, str
     assert "modelyard models show quickstart-digits" in printed
 
 
+def test_quickstart_is_a_pipeline_whose_second_run_comes_from_the_cache(qs: tuple[Path, str]) -> None:
+    home, printed = qs
+    client = client_for(home)
+    first = client.search_runs("quickstart", "tags.`modelyard.pipeline` = 'quickstart'")
+    assert isinstance(first, list) and len(first) == 1
+    steps = client.search_runs("quickstart", f"attributes.parent_run_id = '{first[0].run_id}'")
+    assert isinstance(steps, list)
+    assert sorted(r.info.run_name for r in steps) == sorted(
+        ["load_data", "validate", "split", "pick_best", "register", "promote"]
+        + [f"train[{i}]" for i in range(4)]
+    )
+    assert {r.run_id for r in quickstart_runs(home)} == {
+        r.run_id for r in steps if r.info.run_name.startswith("train")
+    }
+    assert "Run it again: all 10 steps will come from the cache." in printed
+
+    again = run("quickstart").stdout
+    assert "10 of 10 steps came from the cache" in again
+    assert f"modelyard runs show {quickstart_runs(home)[0].run_id}" in again  # the run that trained it
+
+
 def test_quickstart_honours_the_global_tracking_uri(qs: tuple[Path, str], tmp_path: Path) -> None:
     import modelyard
 
@@ -137,7 +160,7 @@ def test_quickstart_honours_the_global_tracking_uri(qs: tuple[Path, str], tmp_pa
     other = f"sqlite:///{tmp_path / 'other.db'}"
     before = len(quickstart_runs(home))
     printed = run("--tracking-uri", other, "quickstart", "--experiment", "elsewhere", "--no-plot").stdout
-    runs = Client(other).search_runs("elsewhere")
+    runs = Client(other).search_runs("elsewhere", "tags.quickstart = 'true'")
     assert isinstance(runs, list) and len(runs) == 4
     assert all(r.info.artifact_uri.startswith((home / "artifacts").as_uri()) for r in runs)
     assert not any(f.path == "confusion_matrix.png" for f in Client(other).list_artifacts(runs[0].run_id))

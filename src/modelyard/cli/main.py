@@ -83,16 +83,18 @@ def cli(ctx: click.Context, tracking_uri: str | None) -> None:
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix figures (a little faster).")
 @pass_state
 def quickstart(state: State, experiment: str, no_plot: bool) -> None:
-    """Train 4 small models, tracking every run.
+    """Run a small training pipeline: validate data, train 4 models in parallel, release the best.
 
-    Takes a few seconds, on scikit-learn's bundled digits dataset (no download). Each run logs its parameters, the train and
-    validation datasets, per-epoch train_loss and val_accuracy, final accuracy and f1, a confusion-matrix
-    figure and the model; then the runs are compared by accuracy.
+    Takes a few seconds, on scikit-learn's bundled digits dataset (no download). The steps load, validate and
+    split the data, train four settings in parallel (each run logs its parameters, datasets, per-epoch
+    train_loss and val_accuracy, accuracy and f1, a confusion matrix and the model), pick the best, register
+    it and promote it to Production through the release gates. Run it twice: the second run is cached.
 
     \b
     Example:
       modelyard quickstart
       modelyard quickstart --experiment my-first-experiment --no-plot
+      modelyard pipelines list
     """
     from modelyard.cli import quickstart as qs
 

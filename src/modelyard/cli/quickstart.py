@@ -1,53 +1,34 @@
-"""The quickstart: train a small classifier four ways, track every run, and release the best, in seconds.
+"""The quickstart: a pipeline that trains a small classifier four ways in parallel, tracks every run, and
+releases the best through a gate, in seconds; its second run comes from the cache.
 
-It is the README's main example as a command. Each run logs its parameters, the train and validation datasets,
-a per-epoch loss and accuracy curve, final accuracy and F1, a confusion-matrix figure and the fitted model
-(Modelyard's model format, with its signature); then the runs are compared with a search ordered by accuracy,
-the best model is registered, promoted to Production through a gate, aliased `champion`, and its lineage is
-printed. scikit-learn's bundled digits dataset (8x8 images of handwritten digits) is used, so nothing is
-downloaded.
+It is the README's main example as a command. The pipeline (modelyard.examples.quickstart) loads scikit-learn's
+bundled digits dataset (nothing is downloaded), validates and splits it, trains four settings in parallel
+(each a tracked run with its parameters, datasets, per-epoch curves, accuracy and F1, a confusion-matrix
+figure and the model), picks the best, registers it and promotes it to Production as `champion` through the
+release gates. This module runs it with a live view, then prints the comparison, the release and its lineage.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-import time
-import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
     from rich.console import Console
 
+    from modelyard.pipelines.runner import PipelineRun
     from modelyard.schemas import Run
 
-EPOCHS = 15
-# Learning rate and L2 penalty of an SGD logistic regression: a too-small, a good, a too-large step, and
-# a good step with heavy regularisation.
-SETTINGS: tuple[dict[str, float], ...] = (
-    {"lr": 0.001, "alpha": 0.0001},
-    {"lr": 0.01, "alpha": 0.0001},
-    {"lr": 0.1, "alpha": 0.0001},
-    {"lr": 0.01, "alpha": 0.05},
-)
-DATA_SOURCE = "sklearn.datasets.load_digits"
-# The release gate: a version reaches Production only above this accuracy, and takes the champion alias only if
-# it is at least as good as the current champion.
-GATES = ("metrics.accuracy >= 0.9", "metrics.accuracy >= champion on @champion")
 _EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "pandas": "pandas"}
-
-
-@dataclass(frozen=True)
-class _Data:
-    X_train: Any
-    X_val: Any
-    y_train: Any
-    y_val: Any
-    train_frame: Any
-    val_frame: Any
-    classes: Any
+# what the steps import, loaded once in the fork server rather than in each step process
+_PRELOAD = (
+    "pandas",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "matplotlib.figure",
+)
 
 
 def run(
@@ -56,9 +37,12 @@ def run(
     tracking_uri: str | None = None,
     console: Console | None = None,
 ) -> list[Run]:
-    """Train and track one run per setting in `SETTINGS`; print a comparison; return the runs, best first."""
+    """Run the quickstart pipeline; print a comparison and the release; return the training runs, best first."""
     import modelyard as my
     from modelyard import config
+    from modelyard.cli.pipelines import _LiveView
+    from modelyard.examples.quickstart import quickstart
+    from modelyard.pipelines.executor import LocalExecutor
 
     _require_extras()
     if console is None:
@@ -70,15 +54,30 @@ def run(
     if switch:
         my.set_tracking_uri(tracking_uri)
     try:
-        with console.status("Loading scikit-learn and the digits dataset..."):
-            data = _load_data()
-        run_ids = _train_all(experiment, data, plot, console)
-        runs = _compare(experiment, run_ids)
+        model_name = _model_name(experiment)
+        with _LiveView(f"pipeline quickstart → experiment {experiment}", quiet=False) as view:
+            result = my.run_pipeline(
+                quickstart,
+                {"model_name": model_name, "plot": plot},
+                experiment=experiment,
+                executor=LocalExecutor(preload=_PRELOAD),
+                tracking_uri=my.get_tracking_uri(),
+                on_change=view.change,
+            )
+        if not result.ok:
+            from modelyard.errors import InvalidState
+
+            failed = {k: r.error for k, r in result.steps.items() if r.state == "FAILED"}
+            raise InvalidState(
+                f"The quickstart pipeline failed: {failed}. See: modelyard pipelines show {result.run_id}"
+            )
+        trained = [r.cached_from or r.run_id for k, r in result.steps.items() if k.startswith("train[")]
+        runs = _compare(experiment, [str(run_id) for run_id in trained])  # a cache hit: the run that trained
         _table(console, experiment, runs)
-        if runs:
-            model_name = _model_name(experiment)
-            _release(console, model_name, runs[0])
-            _hints(console, experiment, model_name, runs[0], my.get_tracking_uri())
+        _cache_summary(console, result)
+        if result.steps["promote"].state in ("SUCCEEDED", "CACHED"):
+            _release(console, model_name, int(result.output("register")))
+        _hints(console, experiment, model_name, runs[0], my.get_tracking_uri(), result.run_id)
         return runs
     finally:
         if switch:
@@ -97,142 +96,15 @@ def _require_extras() -> None:
         )
 
 
-def _load_data() -> _Data:
-    import pandas as pd
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True, as_frame=True)
-    X_train, X_val, y_train, y_val = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    return _Data(
-        X_train=X_train.to_numpy(dtype=float),
-        X_val=X_val.to_numpy(dtype=float),
-        y_train=y_train.to_numpy(),
-        y_val=y_val.to_numpy(),
-        train_frame=pd.concat([X_train, y_train], axis=1),
-        val_frame=pd.concat([X_val, y_val], axis=1),
-        classes=sorted(set(y.tolist())),
-    )
-
-
-def _run_name(setting: dict[str, float]) -> str:
-    return f"lr{setting['lr']:g}-alpha{setting['alpha']:g}"
-
-
-def _train_all(experiment: str, data: _Data, plot: bool, console: Console) -> list[str]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs"),
-        TimeElapsedColumn(),
-    )
-    run_ids = []
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("Training", total=len(SETTINGS) * EPOCHS)
-        for i, setting in enumerate(SETTINGS, 1):
-            name = _run_name(setting)
-            progress.update(task, description=f"Run {i}/{len(SETTINGS)} [bold]{name}[/]")
-            started = time.perf_counter()
-            run_id, accuracy = _train_one(
-                experiment, name, setting, data, plot, lambda: progress.advance(task)
-            )
-            progress.console.print(
-                f"[green]✓[/] {name:<26} accuracy {accuracy:.3f}  [dim]({time.perf_counter() - started:.1f}s)[/]"
-            )
-            run_ids.append(run_id)
-    return run_ids
-
-
-def _train_one(
-    experiment: str, name: str, setting: dict[str, float], data: _Data, plot: bool, on_epoch: Any
-) -> tuple[str, float]:
-    """One tracked run: `EPOCHS` passes of SGD, logged per epoch, then final metrics, figure and model."""
-    import numpy as np
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    import modelyard as my
-
-    params = {"model": "SGDClassifier", "loss": "log_loss", "epochs": EPOCHS, **setting}
-    with my.start_run(experiment=experiment, name=name, params=params, tags={"quickstart": "true"}) as active:
-        my.log_dataset(data.train_frame, name="digits-train", context="training", source=DATA_SOURCE)
-        my.log_dataset(data.val_frame, name="digits-val", context="validation", source=DATA_SOURCE)
-
-        scaler = StandardScaler().fit(data.X_train)
-        X_train, X_val = scaler.transform(data.X_train), scaler.transform(data.X_val)
-        clf = SGDClassifier(
-            loss="log_loss",
-            learning_rate="constant",
-            eta0=setting["lr"],
-            alpha=setting["alpha"],
-            random_state=0,
+def _cache_summary(console: Console, result: PipelineRun) -> None:
+    cached = sum(r.state == "CACHED" for r in result.steps.values())
+    total = len(result.steps)
+    if cached:
+        console.print(
+            f"[blue]≡[/] {cached} of {total} steps came from the cache (same code, parameters and data)."
         )
-        rng = np.random.default_rng(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a too-large learning rate is part of the demonstration
-            for epoch in range(1, EPOCHS + 1):
-                order = rng.permutation(len(X_train))
-                clf.partial_fit(X_train[order], data.y_train[order], classes=data.classes)
-                proba = clf.predict_proba(X_train)
-                my.log_metric("train_loss", log_loss(data.y_train, proba, labels=data.classes), step=epoch)
-                my.log_metric("val_accuracy", accuracy_score(data.y_val, clf.predict(X_val)), step=epoch)
-                on_epoch()
-
-        predicted = clf.predict(X_val)
-        accuracy = float(accuracy_score(data.y_val, predicted))
-        my.log_metric("accuracy", accuracy)
-        my.log_metric("f1", float(f1_score(data.y_val, predicted, average="macro")))
-        if plot:
-            matrix = confusion_matrix(data.y_val, predicted, labels=data.classes)
-            my.log_figure(_confusion_figure(matrix, data.classes, name), "confusion_matrix.png")
-        model = Pipeline([("scale", scaler), ("classify", clf)])
-        my.log_model(model, "model", input_example=data.X_val[:5])
-        return active.run_id, accuracy
-
-
-def _confusion_figure(matrix: Any, labels: Any, title: str) -> Figure:
-    """A confusion matrix drawn on a bare Figure: rendered by Agg, no pyplot and no global backend state."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.2, 4.6), dpi=100)
-    ax = fig.subplots()
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ticks = range(len(labels))
-    ax.set_xticks(ticks, labels=[str(label) for label in labels])
-    ax.set_yticks(ticks, labels=[str(label) for label in labels])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix: {title}", fontsize=10)
-    threshold = matrix.max() / 2
-    for (row, col), count in _cells(matrix):
-        ax.text(
-            col,
-            row,
-            str(count),
-            ha="center",
-            va="center",
-            fontsize=7,
-            color="white" if count > threshold else "black",
-        )
-    return fig
-
-
-def _cells(matrix: Any) -> list[tuple[tuple[int, int], int]]:
-    return [((r, c), int(matrix[r, c])) for r in range(matrix.shape[0]) for c in range(matrix.shape[1])]
+    else:
+        console.print(f"[dim]Run it again: all {total} steps will come from the cache.[/]")
 
 
 def _compare(experiment: str, run_ids: list[str]) -> list[Run]:
@@ -250,29 +122,18 @@ def _model_name(experiment: str) -> str:
     return re.sub(r"[^\w.\- ]", "-", f"{experiment}-digits").lstrip("-_. ") or "quickstart-digits"
 
 
-def _release(console: Console, model_name: str, best: Run) -> None:
-    """Register the best run's model, promote it to Production through the gate, alias it, show its lineage."""
+def _release(console: Console, model_name: str, version: int) -> None:
+    """The released version: the gates it passed, its Production stage and alias, and its lineage."""
     import modelyard as my
     from modelyard.cli.common import ID_STYLE, esc
     from modelyard.cli.models import lineage_tree
 
     registry = my.RegistryClient(my.get_tracking_uri())
-    version = my.register_model(f"runs:/{best.run_id}/model", model_name).version
-    registry.set_gates(model_name, [_gate(rule) for rule in GATES])
-    console.print(f"\n[bold]Releasing the best run[/] as {esc(model_name)} version [{ID_STYLE}]{version}[/]")
+    console.print(f"\n[bold]Released the best run[/] as {esc(model_name)} version [{ID_STYLE}]{version}[/]")
     for check in registry.check_gates(model_name, version, "Production"):
         console.print(f"  [green]✓[/] gate [bold]{esc(check.rule)}[/]  [dim]{esc(check.detail)}[/]")
-    registry.transition_stage(
-        model_name, version, "Production", archive_existing=True, comment="best quickstart run"
-    )
-    registry.set_alias(model_name, "champion", version)
     console.print(f"  [green]✓[/] in Production as models:/{esc(model_name)}@champion. Where it came from:")
     console.print(lineage_tree(my.lineage(f"models:/{model_name}/{version}", my.get_tracking_uri())))
-
-
-def _gate(text: str) -> dict[str, object]:
-    rule, _, target = text.partition(" on ")
-    return {"rule": rule, "on": [target]} if target else {"rule": rule}
 
 
 def _table(console: Console, experiment: str, runs: list[Run]) -> None:
@@ -293,7 +154,9 @@ def _table(console: Console, experiment: str, runs: list[Run]) -> None:
     console.print(table)
 
 
-def _hints(console: Console, experiment: str, model_name: str, best: Run, tracking_uri: str) -> None:
+def _hints(
+    console: Console, experiment: str, model_name: str, best: Run, tracking_uri: str, pipeline_run: str
+) -> None:
     from modelyard.cli.common import esc
     from modelyard.store.sql.engine import redact
 
@@ -302,6 +165,7 @@ def _hints(console: Console, experiment: str, model_name: str, best: Run, tracki
     console.print(f"  best run's files {esc(best.info.artifact_uri)}", soft_wrap=True)
     console.print("\n[bold]Try next[/]")
     hints = (
+        (f"modelyard pipelines show {pipeline_run}", "the pipeline's steps, cache hits and durations"),
         (f"modelyard runs show {best.run_id}", "params, metrics, datasets and tags of the best run"),
         (f"modelyard artifacts list {best.run_id} -r", "its confusion matrix, model and environment"),
         (

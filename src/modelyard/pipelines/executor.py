@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,20 +93,22 @@ _PRELOAD = [
 _context: Any = None
 
 
-def _fork_context() -> Any:
+def _fork_context(preload: Sequence[str] = ()) -> Any:
+    """The fork server's context; `preload` adds modules to import in it if it has not started yet."""
     global _context
     if _context is None:
         import multiprocessing
 
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(_PRELOAD)
+    _PRELOAD.extend(m for m in preload if m not in _PRELOAD)
+    _context.set_forkserver_preload(_PRELOAD)
     return _context
 
 
-def _start_fork_server() -> None:
+def _start_fork_server(preload: Sequence[str]) -> None:
     from multiprocessing import forkserver
 
-    _fork_context()
+    _fork_context(preload)
     with contextlib.suppress(Exception), _main_not_reimported():
         forkserver.ensure_running()
 
@@ -164,10 +166,12 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, max_parallel: int | None = None) -> None:
+    def __init__(self, max_parallel: int | None = None, preload: Sequence[str] = ()) -> None:
+        """`preload`: modules the steps import (e.g. "sklearn.linear_model"), imported once in the fork
+        server instead of in every step process."""
         self.max_parallel = max_parallel or os.cpu_count() or 1
         # start the fork server (its imports take ~0.5 s) while the runner looks at the cache
-        threading.Thread(target=_start_fork_server, daemon=True).start()
+        threading.Thread(target=_start_fork_server, args=(tuple(preload),), daemon=True).start()
 
     def submit(self, job: Job) -> _Process:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)

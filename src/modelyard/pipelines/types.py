@@ -11,23 +11,28 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 
-class Dataset:
-    """Marker: tabular or array data (pandas, Arrow, numpy). Stored as Parquet or .npy."""
+class Kind:
+    """Annotation metadata naming what a value is for (the markers below carry one)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Kind({self.name!r})"
 
 
-class Model:
-    """Marker: a trained model, stored in Modelyard's model format (any installed flavor)."""
-
-
-class Metrics:
-    """Marker: a dict of metric name → number; stored as JSON and logged as the step run's metrics."""
-
-
-class File:
-    """Marker: a path to a file or folder the step wrote; the next step gets a local copy as a `Path`."""
+# The markers are `Any` to type checkers, so `data: Dataset` can be used as the DataFrame it is.
+Dataset = Annotated[Any, Kind("dataset")]
+"""Tabular or array data (pandas, Arrow, numpy). Stored as Parquet or .npy."""
+Model = Annotated[Any, Kind("model")]
+"""A trained model, stored in Modelyard's model format (any installed flavor)."""
+Metrics = Annotated[Any, Kind("metrics")]
+"""A dict of metric name → number; stored as JSON and logged as the step run's metrics."""
+File = Annotated[Any, Kind("file")]
+"""A path to a file or folder the step wrote; the next step gets a local copy as a `Path`."""
 
 
 VALUE_KINDS = ("int", "float", "bool", "str", "list", "dict")
@@ -45,12 +50,10 @@ def kind_of(annotation: Any) -> str:
         kinds = {kind_of(a) for a in typing.get_args(annotation) if a is not type(None)}
         return kinds.pop() if len(kinds) == 1 else "any"
     if origin is typing.Annotated:
-        return kind_of(typing.get_args(annotation)[0])
+        named = [m.name for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Kind)]
+        return named[0] if named else kind_of(typing.get_args(annotation)[0])
     if origin is not None:
         annotation = origin
-    markers = {Dataset: "dataset", Model: "model", Metrics: "metrics", File: "file"}
-    if annotation in markers:
-        return markers[annotation]
     if isinstance(annotation, type):
         if issubclass(annotation, bool):
             return "bool"

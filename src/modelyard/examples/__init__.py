@@ -1,0 +1,1 @@
+"""Example pipelines and scripts that ship with Modelyard (the quickstart runs one)."""
