@@ -220,8 +220,9 @@ def test_global_tracking_uri_option_picks_the_store(home: Path, tmp_path: Path) 
 
 def test_runs_list_and_show(qs: tuple[Path, str]) -> None:
     home, _ = qs
-    listed = json.loads(run("runs", "list", "--experiment", "quickstart", "--json").stdout)
-    assert len(listed) == 4
+    every = json.loads(run("runs", "list", "--experiment", "quickstart", "--json").stdout)
+    listed = [r for r in every if r["data"]["tags"].get("quickstart") == "true"]  # the training steps
+    assert len(listed) == 4 and len(every) > 4  # with the pipeline run and its other steps
     ids = {r["info"]["run_id"] for r in listed}
 
     table = run("runs", "list", "-e", "quickstart").stdout
@@ -255,7 +256,8 @@ def test_runs_search_filter_order_and_pages(qs: tuple[Path, str]) -> None:
     by_alpha = json.loads(run("runs", "search", "-f", "params.alpha = '0.05'", "--json").stdout)["runs"]
     assert [r["data"]["params"]["alpha"] for r in by_alpha] == ["0.05"]
 
-    first = json.loads(run("runs", "search", "-e", "quickstart", "-n", "3", "--json").stdout)
+    trained = ["-f", "tags.quickstart = 'true'"]
+    first = json.loads(run("runs", "search", "-e", "quickstart", *trained, "-n", "3", "--json").stdout)
     assert len(first["runs"]) == 3 and first["next_page_token"]
     rest = json.loads(
         run(
@@ -263,6 +265,7 @@ def test_runs_search_filter_order_and_pages(qs: tuple[Path, str]) -> None:
             "search",
             "-e",
             "quickstart",
+            *trained,
             "-n",
             "3",
             "--page-token",
@@ -273,7 +276,7 @@ def test_runs_search_filter_order_and_pages(qs: tuple[Path, str]) -> None:
     seen = [r["info"]["run_id"] for r in first["runs"] + rest["runs"]]
     assert len(seen) == len(set(seen)) == 4 and rest["next_page_token"] is None
 
-    by_f1 = ["runs", "search", "-e", "quickstart", "-o", "metrics.f1 DESC"]
+    by_f1 = ["runs", "search", "-e", "quickstart", *trained, "-o", "metrics.f1 DESC"]
     table = run(*by_f1, "-n", "3").stdout
     token = next(line for line in table.splitlines() if line.startswith("Next page token: ")).split()[-1]
     assert len(json.loads(run(*by_f1, "--page-token", token, "--json").stdout)["runs"]) == 1
@@ -317,11 +320,16 @@ def test_artifacts_list_and_download(qs: tuple[Path, str], tmp_path: Path) -> No
     home, _ = qs
     run_id = quickstart_runs(home)[0].run_id
     top = {f["path"]: f for f in json.loads(run("artifacts", "list", run_id, "--json").stdout)}
-    assert top["model"]["is_dir"] and top["_modelyard"]["is_dir"]
+    assert top["model"]["is_dir"]
     assert top["confusion_matrix.png"]["file_size"] > 1000
     assert "confusion_matrix.png" in run("artifacts", "list", run_id).stdout
     recursive = [f["path"] for f in json.loads(run("artifacts", "list", run_id, "-r", "--json").stdout)]
-    assert "model/model.yaml" in recursive and "_modelyard/requirements.txt" in recursive
+    assert "model/model.yaml" in recursive and "model/requirements.txt" in recursive
+    pipeline_run = quickstart_runs(home)[0].info.parent_run_id
+    environment = json.loads(run("artifacts", "list", str(pipeline_run), "-r", "--json").stdout)
+    assert "_modelyard/requirements.txt" in [
+        f["path"] for f in environment
+    ]  # the packages the steps ran with
     assert "model/model.yaml" in [
         f["path"] for f in json.loads(run("artifacts", "list", run_id, "model", "--json").stdout)
     ]

@@ -258,3 +258,35 @@ def test_cancel_stops_the_steps_process(ray_cluster_address: str, home: Path) ->
         assert "greeting: hi" in log_path.read_text()
     finally:
         executor.close()
+
+
+@pytest.mark.slow
+def test_cli_runs_on_the_cluster_and_records_each_steps_node(ray_cluster_address: str, home: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from modelyard.cli.main import cli
+
+    target = f"{pipeline_file(home, STEPS, stem='ray_cli_steps')}:fan"
+    args = [
+        "pipelines",
+        "run",
+        target,
+        "-p",
+        "n=2",
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster_address,
+        "--json",
+    ]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    steps = {s["instance"]: s for s in json.loads(result.output)["steps"]}
+    assert {s["state"] for s in steps.values()} == {"SUCCEEDED"}
+    client = Client()
+    nodes = {key: client.get_run(s["run_id"]).data.tags[records.TAG_NODE] for key, s in steps.items()}
+    assert set(nodes.values()) <= {HEAD, WORKER} and len(nodes) == 5
+    parent = client.get_run(json.loads(result.output)["run_id"])
+    assert parent.data.tags[records.TAG_EXECUTOR] == "ray"

@@ -102,6 +102,7 @@ def run_pipeline(
 
     `experiment` defaults to the pipeline's name; `cache=False` runs every step (`--no-cache`)."""
     from modelyard.pipelines import entrypoint
+    from modelyard.tracking import fluent
     from modelyard.tracking.client import Client
 
     if entrypoint.loading_step_code is not None:
@@ -128,6 +129,7 @@ def run_pipeline(
         },
     )
     client.log_dict(parent.run_id, graph.to_dict(), records.GRAPH_ARTIFACT)
+    fluent.log_environment(client, parent.run_id)  # the packages (and uncommitted diff) every step ran with
     runner = _Runner(graph, values, client, experiment_id, parent.run_id, chosen, cache, {}, on_change)
     return runner.run()
 

@@ -124,7 +124,7 @@ def start_run(
         )
         active = ActiveRun(run, client)
         if capture:
-            _log_environment(client, run.run_id)
+            log_environment(client, run.run_id)
     with _lock:
         _active.append(active)
     return active
@@ -139,7 +139,8 @@ def _resolve_experiment(client: Client, experiment: str | None) -> str:
     return client.get_or_create_experiment(name)
 
 
-def _log_environment(client: Client, run_id: str) -> None:
+def log_environment(client: Client, run_id: str) -> None:
+    """Store the installed packages (and the git diff when the tree is dirty) with run `run_id`."""
     from modelyard.tracking import context
 
     store = client.artifact_store(run_id)
