@@ -83,7 +83,8 @@ def test_pipelines_surface() -> None:
     import modelyard.pipelines as pipelines
 
     assert set(pipelines.__all__) == {
-        "Dataset", "File", "Metrics", "Model", "PickledOutputWarning", "Pipeline", "PipelineRun", "Step",
+        "Dataset", "File", "Metrics", "Model", "PickledOutputWarning", "PipelineCancelled", "Pipeline",
+        "PipelineRun", "Step",
         "StepOptions", "collect", "condition", "parallel_for", "pipeline", "resume", "run_pipeline", "step",
     }  # fmt: skip
     assert modelyard.step is pipelines.step and modelyard.run_pipeline is pipelines.run_pipeline

@@ -84,7 +84,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+_SUBPACKAGES = ("pipelines",)  # `my.pipelines.Dataset` works without importing modelyard.pipelines first
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return import_module(f"modelyard.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'modelyard' has no attribute {name!r}")

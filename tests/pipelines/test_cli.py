@@ -165,8 +165,8 @@ def test_ctrl_c_cancels_running_steps_and_the_run_resumes(tmp_path: Path, modely
         proc.kill()
         raise AssertionError(proc.communicate()[0].decode()) from None
     assert proc.returncode == 130, output
-    assert b"pipelines resume" in output
     parent = client.get_run(str(step.info.parent_run_id))
+    assert f"Continue with: modelyard pipelines resume {parent.info.run_id}".encode() in output
     assert parent.info.status.value == "KILLED"
     assert client.get_run(step.info.run_id).data.tags[records.TAG_STATE] == "CANCELLED"
 
@@ -174,3 +174,16 @@ def test_ctrl_c_cancels_running_steps_and_the_run_resumes(tmp_path: Path, modely
     code, output = invoke("pipelines", "resume", parent.info.run_id, "--json")
     assert code == 0, output
     assert [s["state"] for s in json.loads(output)["steps"]] == ["SUCCEEDED"]
+
+
+def test_resume_force_takes_over_a_run_whose_process_died(tmp_path: Path) -> None:
+    target = f"{pipeline_file(tmp_path, SOURCE)}:sums"
+    code, output = invoke("pipelines", "run", target, "--json")
+    run_id = json.loads(output)["run_id"]
+    client = Client()
+    client.update_run(run_id, status="RUNNING")  # as if its runner was killed with SIGKILL
+    code, output = invoke("pipelines", "resume", run_id)
+    assert code == 1 and f"resume it anyway with: modelyard pipelines resume {run_id} --force" in output
+    code, output = invoke("pipelines", "resume", run_id, "--force", "--json")
+    assert code == 0, output
+    assert {s["state"] for s in json.loads(output)["steps"]} == {"SUCCEEDED"}  # reused, not rerun

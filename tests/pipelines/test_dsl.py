@@ -93,6 +93,10 @@ def test_outside_a_pipeline_a_step_is_the_plain_function() -> None:
         ),
         ("[fit(make(3)) for _ in n]", "cannot be iterated"),
         ("make(3) if n else None", "Python's `if`/`for` cannot use it"),
+        (
+            "make(3) if score(fit(make(3))).output > 0.5 else None",
+            "Use `with my.condition(score.output > 0.5):`",
+        ),
         ("fit(make(3), lr=object())", "must be a JSON value"),
     ],
 )
@@ -257,3 +261,22 @@ def test_param_refs_compare_into_conditions_not_bools() -> None:
     assert cond.describe() == "params.n >= 3"
     with pytest.raises(InvalidArgument):
         bool(ref)
+
+
+def test_fingerprint_follows_functions_of_project_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / "fp_helpers.py"
+    helpers.write_text("def norm(x):\n    return x * 2\n")
+    path = pipeline_file(
+        tmp_path,
+        HEADER
+        + "import fp_helpers\n\n@my.step\ndef s(x: int) -> int:\n    return fp_helpers.norm(x)\n\n@my.pipeline\ndef p():\n    s(1)\n",
+    )
+    first = fingerprint(load_pipeline(f"{path}:p").build().tasks["s"].step.func)
+    helpers.write_text("def norm(x):\n    return x * 3\n")
+    import sys
+
+    sys.modules.pop("fp_helpers", None)
+    assert fingerprint(load_pipeline(f"{path}:p").build().tasks["s"].step.func) != first

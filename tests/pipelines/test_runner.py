@@ -145,7 +145,7 @@ def scale(values, factor):
 
 @my.step
 def load(path: my.pipelines.File) -> list:
-    return [float(v) for v in open(path).read().split()]
+    return [float(v) for v in path.read_text().split()]  # a File input given as a string arrives as a Path
 
 
 @my.step
@@ -183,6 +183,7 @@ def test_cache_reuses_unchanged_steps_and_invalidates_on_code_parameter_and_data
     first = run_pipeline(load(source, "flow"), params)
     assert _states(first) == dict.fromkeys(["load", "transform", "total", "announce"], "SUCCEEDED")
     assert first.output("announce") == "total 12.0"
+    assert Client().get_run(str(first.steps["total"].run_id)).data.metrics["duration_s"] > 0
 
     again = run_pipeline(load(source, "flow"), params)
     assert _states(again) == {
@@ -339,9 +340,23 @@ def fine() -> int:
     time.sleep(0.5)
     return 7
 
+@my.step(retries=3, retry_delay="30s")
+def patient() -> int:
+    raise RuntimeError("not yet")
+
+@my.step
+def boom() -> int:
+    time.sleep(0.5)
+    raise ValueError("boom")
+
 @my.pipeline
 def retrying(counter: str = ""):
     flaky(counter)
+
+@my.pipeline
+def retry_then_fail():
+    patient()
+    boom()
 
 @my.pipeline
 def timing_out():
@@ -364,6 +379,16 @@ def test_retries_back_off_and_count_attempts(tmp_path: Path) -> None:
     client = Client()
     log = client.artifact_store(run.steps["flaky"].run_id).open_read(records.LOG_ARTIFACT).read().decode()
     assert "attempt 1 failed" in log and "attempt 2 failed" in log  # every attempt's output is kept
+
+
+def test_a_step_waiting_to_retry_fails_when_another_step_fails(tmp_path: Path) -> None:
+    run = run_pipeline(load(pipeline_file(tmp_path, RETRIES), "retry_then_fail"), max_parallel=2, cache=False)
+    assert run.status == "FAILED"
+    assert run.steps["patient"].state == "FAILED" and run.steps["patient"].attempts == 1
+    stored = Client().get_run(str(run.steps["patient"].run_id))
+    assert stored.info.status.value == "FAILED"
+    assert stored.data.tags[records.TAG_STATE] == "FAILED"
+    assert "not yet" in stored.data.tags[records.TAG_ERROR]
 
 
 def test_a_timeout_or_a_crash_fails_only_that_step(tmp_path: Path) -> None:

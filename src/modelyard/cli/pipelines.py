@@ -138,7 +138,8 @@ class _LiveView:
         if self.live is not None:
             self.live.update(self._table())
         elif not self.quiet and record.state not in ("READY", "PENDING"):
-            detail = f"  {record.error}" if record.error and record.state != "WAITING" else ""
+            shown = record.error if record.state in ("FAILED", "SKIPPED", "CANCELLED", "WAITING") else None
+            detail = f"  {'retrying after: ' if record.state == 'WAITING' else ''}{shown}" if shown else ""
             click.echo(f"{STATE_ICONS.get(record.state, '?')} {key:<28} {record.state}{detail}")
 
     def _table(self) -> Table:
@@ -149,7 +150,9 @@ class _LiveView:
                 duration = fmt_duration((time.monotonic() - self.started[key]) * 1000) + " …"
             else:
                 duration = fmt_duration(record.duration_s * 1000) if record.duration_s is not None else ""
-            detail = record.error or ""
+            detail = (
+                record.error if record.state in ("FAILED", "SKIPPED", "CANCELLED", "WAITING") else None
+            ) or ""
             if record.state == "WAITING":
                 detail = f"retrying after: {detail}"
             table.add_row(
@@ -174,11 +177,14 @@ def _report(run: PipelineRun, as_json: bool) -> None:
             counts[record.state] = counts.get(record.state, 0) + 1
         summary = ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
         console = out()
-        console.print(status_text(run.status), f"pipeline run [{ID_STYLE}]{run.run_id}[/]: {summary}")
+        console.print(
+            status_text(run.status), f"pipeline run [{ID_STYLE}]{run.run_id}[/]: {summary}", soft_wrap=True
+        )
         if not run.ok:
             console.print(
                 f"[{DIM}]See a step's log: modelyard pipelines logs {run.run_id} STEP; "
-                f"after a fix: modelyard pipelines resume {run.run_id}[/]"
+                f"after a fix: modelyard pipelines resume {run.run_id}[/]",
+                soft_wrap=True,
             )
     if not run.ok:
         raise SystemExit(1)
@@ -233,21 +239,23 @@ def run_command(
                 tracking_uri=state.tracking_uri,
                 on_change=view.change,
             )
-        except KeyboardInterrupt:
-            _cancelled()
+        except KeyboardInterrupt as exc:
+            _cancelled(exc)
     _report(result, as_json)
 
 
-def _cancelled() -> None:
-    click.echo(
-        "Cancelled. Continue with: modelyard pipelines resume RUN_ID (see: modelyard pipelines list)",
-        err=True,
-    )
+def _cancelled(exc: KeyboardInterrupt) -> None:
+    run_id = getattr(exc, "run_id", None)
+    hint = f"modelyard pipelines resume {run_id}" if run_id else "modelyard pipelines list"
+    click.echo(f"Cancelled: the running steps were stopped. Continue with: {hint}", err=True)
     raise SystemExit(130)
 
 
 @pipelines.command("resume")
 @click.argument("run_id")
+@click.option(
+    "--force", is_flag=True, help="Resume a run still marked RUNNING whose process died (killed, crashed)."
+)
 @executor_options
 @click.option("--quiet", "-q", is_flag=True, help="No live view; print only the result.")
 @tracking_uri_option
@@ -256,6 +264,7 @@ def _cancelled() -> None:
 def resume_command(
     state: State,
     run_id: str,
+    force: bool,
     no_cache: bool,
     max_parallel: int | None,
     executor: str,
@@ -269,6 +278,7 @@ def resume_command(
     \b
     Example:
       modelyard pipelines resume 3f9c0d1e...
+      modelyard pipelines resume 3f9c0d1e... --force   # its runner was killed (still marked RUNNING)
     """
     from modelyard.pipelines.runner import resume
 
@@ -281,9 +291,10 @@ def resume_command(
                 cache=not no_cache,
                 tracking_uri=state.tracking_uri,
                 on_change=view.change,
+                force=force,
             )
-        except KeyboardInterrupt:
-            _cancelled()
+        except KeyboardInterrupt as exc:
+            _cancelled(exc)
     _report(result, as_json)
 
 
@@ -318,16 +329,20 @@ def list_command(state: State, experiment: str | None, limit: int, as_json: bool
         )
         return
     table = new_table("run id", "pipeline", "status", "started", "duration", "params")
+    table.columns[0].min_width = 32  # ids are copied from here: keep them whole
+    table.columns[5].no_wrap = True
+    table.columns[5].overflow = "ellipsis"
+    table.columns[5].max_width = 40
     for r in runs:
         duration = fmt_duration(r.info.end_time - r.info.start_time) if r.info.end_time else ""
-        params = ", ".join(f"{k}={v}" for k, v in r.data.params.items())
+        params = " ".join(f"{k}={v}" for k, v in r.data.params.items())
         table.add_row(
             f"[{ID_STYLE}]{r.info.run_id}[/]",
             esc(r.data.tags.get(records.TAG_PIPELINE, "")),
             status_text(r.info.status.value),
             fmt_time(r.info.start_time, short=True),
             duration,
-            f"[{DIM}]{esc(params[:60])}[/]",
+            f"[{DIM}]{esc(params)}[/]",
         )
     out().print(
         table if runs else "No pipeline runs yet. Start one with: modelyard pipelines run FILE.py:FUNCTION"

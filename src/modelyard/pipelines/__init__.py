@@ -22,7 +22,7 @@ from modelyard.pipelines.dsl import (
     pipeline,
     step,
 )
-from modelyard.pipelines.runner import PipelineRun, resume, run_pipeline
+from modelyard.pipelines.runner import PipelineCancelled, PipelineRun, resume, run_pipeline
 from modelyard.pipelines.serialize import PickledOutputWarning
 from modelyard.pipelines.types import Dataset, File, Metrics, Model
 
@@ -32,6 +32,7 @@ __all__ = [
     "Metrics",
     "Model",
     "PickledOutputWarning",
+    "PipelineCancelled",
     "Pipeline",
     "PipelineRun",
     "Step",

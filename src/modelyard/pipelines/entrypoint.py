@@ -53,7 +53,7 @@ def load_input(spec: dict[str, Any], client: Any, scratch: Path) -> Any:
     if "list" in spec:
         return [load_input(item, client, scratch) for item in spec["list"]]
     if "value" in spec:
-        return spec["value"]
+        return Path(spec["value"]) if spec.get("path") else spec["value"]
     ref = spec["artifact"]
     if "value" in ref:
         return ref["value"]

@@ -40,6 +40,15 @@ def _is_local(obj: Any) -> bool:
     return not path.startswith(_LIBRARY_ROOTS) and not (obj.__module__ or "").startswith("modelyard.")
 
 
+def _is_local_module(module: types.ModuleType) -> bool:
+    path: str | None = getattr(module, "__file__", None)
+    return (
+        path is not None
+        and not path.startswith(_LIBRARY_ROOTS)
+        and not module.__name__.startswith("modelyard")
+    )
+
+
 def _visit(obj: Any, sha: Any, seen: set[int]) -> None:
     if id(obj) in seen:
         return
@@ -62,6 +71,13 @@ def _visit(obj: Any, sha: Any, seen: set[int]) -> None:
     for name in sorted(names):
         target = scope.get(name)
         if isinstance(target, types.ModuleType):
+            if _is_local_module(target):  # `helpers.norm(x)`: the project module's functions it names
+                for attr in sorted(names):
+                    found = getattr(target, attr, None)
+                    if (
+                        inspect.isfunction(found) or inspect.isclass(found)
+                    ) and found.__module__ == target.__name__:
+                        _visit(found, sha, seen)
             continue
         target = getattr(target, "__wrapped__", target)
         if (inspect.isfunction(target) or inspect.isclass(target)) and _is_local(target):

@@ -108,11 +108,17 @@ class Collected:
 Ref = ParamRef | OutputRef | LoopItem | Collected
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # references compare into conditions, so conditions don't compare
 class Condition:
     left: ParamRef | OutputRef | LoopItem
     op: str
     right: Any  # a literal or another reference
+
+    def __bool__(self) -> bool:
+        raise InvalidArgument(
+            f"`{self.describe()}` is only known when the pipeline runs, so Python's `if` cannot test it. "
+            f"Use `with my.condition({self.describe()}):` instead."
+        )
 
     def describe(self) -> str:
         return f"{describe_ref(self.left)} {self.op} {describe_ref(self.right)}"

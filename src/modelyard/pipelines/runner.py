@@ -29,7 +29,7 @@ from modelyard.pipelines.executor import Executor, Job, LocalExecutor
 from modelyard.pipelines.graph import OPS, Collected, Condition, Graph, LoopItem, OutputRef, ParamRef, Task
 from modelyard.pipelines.records import StepRecord
 from modelyard.pipelines.serialize import sha256_path
-from modelyard.schemas import RunStatus
+from modelyard.schemas import Metric, RunStatus, RunTag
 
 _POLL_S = 0.01
 
@@ -82,6 +82,14 @@ class PipelineRun:
                 shutil.move(str(value), dest)
                 value = dest
             return value
+
+
+class PipelineCancelled(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; its steps were stopped and `resume(run_id)` continues it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"pipeline run {run_id} was cancelled")
+        self.run_id = run_id
 
 
 OnChange = Callable[[str, StepRecord], None]
@@ -142,9 +150,11 @@ def resume(
     cache: bool = True,
     tracking_uri: str | None = None,
     on_change: OnChange | None = None,
+    force: bool = False,
 ) -> PipelineRun:
     """Continue pipeline run `run_id` after a failure or cancel: only failed, cancelled and not-yet-run steps
-    (and steps whose code or inputs changed since) run."""
+    (and steps whose code or inputs changed since) run. `force` resumes a run still marked RUNNING (its
+    process died without marking it)."""
     from modelyard.tracking.client import Client
 
     client = Client(tracking_uri)
@@ -152,10 +162,10 @@ def resume(
     tags = run.data.tags
     if records.TAG_PIPELINE not in tags:
         raise InvalidArgument(f"Run {run_id} is not a pipeline run; list them with: modelyard pipelines list")
-    if run.info.status == RunStatus.RUNNING:
+    if run.info.status == RunStatus.RUNNING and not force:
         raise InvalidState(
-            f"Pipeline run {run_id} is still RUNNING. If its process died, mark it with: "
-            f"modelyard runs end {run_id} --status KILLED, then resume."
+            f"Pipeline run {run_id} is still RUNNING. If the process running it died, resume it anyway with: "
+            f"modelyard pipelines resume {run_id} --force"
         )
     if run.info.status == RunStatus.FINISHED:
         raise InvalidState(
@@ -225,7 +235,7 @@ class _Runner:
             except KeyboardInterrupt:
                 self._cancel_all()
                 self._finish(RunStatus.KILLED)
-                raise
+                raise PipelineCancelled(self.run_id) from None
             except BaseException:
                 self._cancel_all()
                 self._finish(RunStatus.FAILED)
@@ -273,7 +283,10 @@ class _Runner:
         waiting = [i for i in self.instances.values() if i.state in ("READY", "WAITING")]
         if self.failed:
             for inst in waiting:
-                self._set(inst, "FAILED" if inst.state == "WAITING" else "PENDING")
+                if inst.state == "WAITING":  # its retry will not start: it failed with its last error
+                    self._end_failed(inst, "FAILED")
+                else:
+                    self._set(inst, "PENDING")
             waiting = []
         if not running and not waiting and not progressed:
             return False
@@ -436,8 +449,10 @@ class _Runner:
         inst.inputs = inputs  # type: ignore[assignment]
         for name, spec in inst.inputs.items():  # a local file given by path: cache on its content
             value = spec.get("value")
-            if task.step.inputs[name].kind == "file" and isinstance(value, str) and Path(value).is_file():
-                spec["sha256"] = sha256_path(Path(value))
+            if task.step.inputs[name].kind == "file" and isinstance(value, str):
+                spec["path"] = True  # the step gets a Path
+                if Path(value).is_file():
+                    spec["sha256"] = sha256_path(Path(value))
         key = cache.step_key(task.step, inst.inputs)
         inst.record.cache_key = key
         earlier = self.previous.get(inst.key)
@@ -528,7 +543,7 @@ class _Runner:
                 records.TAG_OUTPUTS: json.dumps(hit.outputs),
             },
         )
-        self.client.log_metric(run_id, "duration_s", 0.0)
+        self._store(run_id, {}, duration_s=0.0)
         info = self.client.set_terminated(run_id, RunStatus.FINISHED)
         inst.record.end_time = info.end_time
         self._notify(inst)
@@ -561,21 +576,15 @@ class _Runner:
         record, options = inst.record, inst.task.step.options
         run_id = str(record.run_id)
         self._upload_log(inst)
+        tags = {records.TAG_ATTEMPTS: str(record.attempts)}
         if outcome.get("node"):  # where a cluster executor ran it
-            self.client.set_tag(run_id, records.TAG_NODE, outcome["node"])
+            tags[records.TAG_NODE] = str(outcome["node"])
         if outcome.get("ok"):
             record.outputs = {name: {**entry, "run_id": run_id} for name, entry in outcome["outputs"].items()}
             record.cache = "miss" if self.use_cache and options.cache else "off"
             record.error = None
-            self.client.set_tags(
-                run_id,
-                {
-                    records.TAG_STATE: "SUCCEEDED",
-                    records.TAG_OUTPUTS: json.dumps(record.outputs),
-                    records.TAG_ATTEMPTS: str(record.attempts),
-                },
-            )
-            self.client.log_metric(run_id, "duration_s", round(time.monotonic() - inst.started, 3))
+            tags.update({records.TAG_STATE: "SUCCEEDED", records.TAG_OUTPUTS: json.dumps(record.outputs)})
+            self._store(run_id, tags, duration_s=time.monotonic() - inst.started)
             info = self.client.get_run(run_id).info
             if info.status != RunStatus.FINISHED:  # e.g. the step ran on a cluster without a tracking run end
                 info = self.client.set_terminated(run_id, RunStatus.FINISHED)
@@ -586,23 +595,36 @@ class _Runner:
         cancelled = record.error == "cancelled"
         if not cancelled and not self.failed and record.attempts <= options.retries:
             inst.ready_at = time.monotonic() + options.retry_delay(record.attempts + 1)
-            self.client.set_tags(run_id, {records.TAG_ERROR: record.error[:7000]})
+            self._store(
+                run_id, {**tags, records.TAG_STATE: "WAITING", records.TAG_ERROR: record.error[:7000]}
+            )
             self._set(inst, "WAITING")
             return
-        state = "CANCELLED" if cancelled else "FAILED"
-        self.client.set_tags(
-            run_id,
-            {
-                records.TAG_STATE: state,
-                records.TAG_ERROR: record.error[:7000],
-                records.TAG_ATTEMPTS: str(record.attempts),
-            },
+        self._end_failed(inst, "CANCELLED" if cancelled else "FAILED", tags)
+
+    def _end_failed(self, inst: Instance, state: str, tags: dict[str, str] | None = None) -> None:
+        """Record `inst` as FAILED or CANCELLED, with its last error, and end its run."""
+        record = inst.record
+        all_tags = {**(tags or {}), records.TAG_STATE: state, records.TAG_ATTEMPTS: str(record.attempts)}
+        if record.error:
+            all_tags[records.TAG_ERROR] = record.error[:7000]
+        self._store(str(record.run_id), all_tags)
+        info = self.client.set_terminated(
+            str(record.run_id), RunStatus.FAILED if state == "FAILED" else RunStatus.KILLED
         )
-        info = self.client.set_terminated(run_id, RunStatus.KILLED if cancelled else RunStatus.FAILED)
         record.end_time = info.end_time
-        if not cancelled:
+        if state == "FAILED":
             self.failed = True
         self._set(inst, state)
+
+    def _store(self, run_id: str, tags: dict[str, str], duration_s: float | None = None) -> None:
+        """Tags (and the duration metric) written now, in one transaction: nothing waits in a buffer."""
+        metrics = []
+        if duration_s is not None:
+            metrics.append(
+                Metric(key="duration_s", value=round(duration_s, 3), timestamp=int(time.time() * 1000))
+            )
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(key=k, value=v) for k, v in tags.items()])
 
     def _upload_log(self, inst: Instance) -> None:
         path = self.work / f"{inst.key}.log"
