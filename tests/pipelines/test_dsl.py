@@ -253,6 +253,16 @@ def test_load_pipeline_errors(tmp_path: Path) -> None:
         load_pipeline(f"{path}:x")
     with pytest.raises(InvalidArgument, match="Cannot import 'no_such_module_x'"):
         load_pipeline("no_such_module_x:p")
+    broken = pipeline_file(tmp_path, "def a( -> int:\n    pass\n", "broken")
+    with pytest.raises(
+        InvalidArgument, match=rf"SyntaxError: invalid syntax \({re.escape(str(broken))}, line 1\)"
+    ):
+        load_pipeline(f"{broken}:p")
+    failing = pipeline_file(tmp_path, "x = 1\ny = x / 0\n", "failing_import")
+    with pytest.raises(
+        InvalidArgument, match=rf"ZeroDivisionError: division by zero \({re.escape(str(failing))}, line 2\)"
+    ):
+        load_pipeline(f"{failing}:p")
 
 
 def test_param_refs_compare_into_conditions_not_bools() -> None:

@@ -184,6 +184,8 @@ def list_schedules(state: State, as_json: bool) -> None:
         "Name", "Pipeline", "Cron", "State", "Next run", "Last run", "Last status", "Last run id"
     )
     table.columns[0].style = ID_STYLE
+    table.columns[2].no_wrap = True  # a cron expression split over two lines reads as two
+    table.columns[1].overflow = "ellipsis"
     for s in found:
         table.add_row(
             esc(s.name),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,14 @@ def load_pipeline(target: str) -> Pipeline:
         ref = {"module": source, "qualname": name, "file": None}
     try:
         found = import_code(ref)
-    except AttributeError:
+    except AttributeError as exc:
+        if name not in str(exc):
+            raise InvalidArgument(f"Cannot import {source!r}: {_where(exc)}") from None
         raise InvalidArgument(f"{source!r} has no {name!r}.") from None
     except ImportError as exc:
         raise InvalidArgument(f"Cannot import {source!r}: {exc}") from None
+    except Exception as exc:  # the file's own code failed while loading: say where, without our frames
+        raise InvalidArgument(f"Cannot import {source!r}: {_where(exc)}") from None
     if not isinstance(found, Pipeline):
         raise InvalidArgument(f"{target!r} is a {type(found).__name__}, not a @pipeline function.")
     return found
@@ -92,3 +97,12 @@ def _typed(raw: str, kind: str, key: str) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def _where(exc: BaseException) -> str:
+    """`Type: message (file:line)` for the innermost frame outside Modelyard."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/modelyard/" not in f.filename]
+    place = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{place}"

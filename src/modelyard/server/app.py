@@ -133,6 +133,7 @@ def _document_errors(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    from modelyard.server import hot_routes
     from modelyard.server.routes import access, artifacts, experiments, models, pipelines, runs, webhooks
     from modelyard.store.registry import store_class_for
 
@@ -194,6 +195,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(access.router, prefix="/api/v1")
     app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(pipelines.router, prefix="/api/v1")
+    hot_routes.install(app)
     if settings.auth:
         _enable_auth(app, store, settings.default_role)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
