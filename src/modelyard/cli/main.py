@@ -20,6 +20,7 @@ from modelyard.cli.gc import gc
 from modelyard.cli.models import models
 from modelyard.cli.pipelines import pipelines
 from modelyard.cli.runs import runs
+from modelyard.cli.serve import serve
 from modelyard.cli.server import server
 from modelyard.cli.webhooks import webhooks
 from modelyard.errors import ModelyardError
@@ -107,6 +108,7 @@ for command in (
     artifacts,
     models,
     pipelines,
+    serve,
     db,
     gc,
     server,

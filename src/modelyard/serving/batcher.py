@@ -1,0 +1,308 @@
+"""Dynamic batching of one model version's requests on the event loop, with a bounded queue.
+
+Requests queue as checked payloads. A batch closes when it holds `max_batch_size` rows, or when
+`max_batch_delay` has passed since its first request was queued (while a batch runs, the next one fills, so
+under load batches form without waiting). The batch runs on the model's `Runner` off the event loop and its
+output is split back to the callers by row counts.
+
+- Isolation: if a batch of several requests fails, each request is retried alone, so only the requests that
+  make the model fail get an error (`ModelyardError` from the model: its own status; `ValueError`: 400, the
+  model rejected the inputs; anything else: 500).
+- Overload: a request that would take the queue past `max_queue` rows is refused at once (503, Retry-After).
+- Timeout: a request not answered within `timeout` seconds (queue + run) gets 504; if it is still queued it
+  leaves the queue, and a batch already running finishes without it.
+- Shutdown: `close()` refuses new requests and finishes the queued ones (draining), then stops the runner.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.errors import InvalidArgument, ModelyardError, PayloadTooLarge, Unavailable
+from modelyard.serving.errors import DeadlineExceeded, ModelFailed, Overloaded
+from modelyard.serving.payload import Payload, concat, split
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """`max_batch_delay` and `timeout` in seconds; `timeout=None`: wait as long as it takes."""
+
+    max_batch_size: int = 32
+    max_batch_delay: float = 0.005
+    max_queue: int = 1024
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise InvalidArgument("max_batch_size must be at least 1.")
+        if self.max_batch_delay < 0:
+            raise InvalidArgument("max_batch_delay cannot be negative.")
+        if self.max_queue < 1:
+            raise InvalidArgument("max_queue must be at least 1 row.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise InvalidArgument("timeout must be positive (or None for no timeout).")
+
+
+class Runner(abc.ABC):
+    """Runs a model on a batch. `predict` blocks; `apredict` runs it without blocking the event loop.
+
+    The thread runner below holds the model in this process; a runner that hands batches to worker
+    processes (replicas) overrides `apredict` and keeps the same contract.
+    """
+
+    @abc.abstractmethod
+    def predict(self, batch: Any) -> Any:
+        """The model's output for `batch` (its first axis: rows)."""
+
+    @abc.abstractmethod
+    async def apredict(self, batch: Any) -> Any:
+        """`predict(batch)`, awaited off the event loop."""
+
+    def close(self) -> None:
+        """Release what the runner holds (threads, processes); called once, after the last batch."""
+        return None
+
+
+class ThreadRunner(Runner):
+    """Runs `predict` on one dedicated thread: batches of one model run one at a time, in order."""
+
+    def __init__(self, predict: Callable[[Any], Any], name: str = "model") -> None:
+        self._predict = predict
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"modelyard-{name}")
+
+    def predict(self, batch: Any) -> Any:
+        return self._predict(batch)
+
+    async def apredict(self, batch: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, batch)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class BatchStats:
+    """Counters of one batcher (exported as Prometheus metrics later)."""
+
+    requests: int = 0
+    batches: int = 0
+    rows: int = 0
+    batch_rows: Counter[int] = field(default_factory=Counter)  # rows per batch -> number of batches
+    batch_requests: Counter[int] = field(default_factory=Counter)  # requests per batch -> batches
+    retried_batches: int = 0  # failed batches retried request by request
+    failed: int = 0  # requests answered with a model error
+    rejected: int = 0  # requests refused with 503 (queue full)
+    timed_out: int = 0  # requests answered with 504
+    queue_rows: int = 0  # rows waiting now
+    max_queue_rows: int = 0
+    predict_seconds: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "batches": self.batches,
+            "rows": self.rows,
+            "batch_rows": dict(sorted(self.batch_rows.items())),
+            "batch_requests": dict(sorted(self.batch_requests.items())),
+            "retried_batches": self.retried_batches,
+            "failed": self.failed,
+            "rejected": self.rejected,
+            "timed_out": self.timed_out,
+            "queue_rows": self.queue_rows,
+            "max_queue_rows": self.max_queue_rows,
+            "predict_seconds": self.predict_seconds,
+        }
+
+
+@dataclass(eq=False)
+class _Pending:
+    payload: Payload
+    future: asyncio.Future[Any]
+    queued_at: float
+
+
+class Batcher:
+    """One model version's queue and batching loop. Its asyncio parts are made on first use, in the
+    event loop that serves the requests."""
+
+    def __init__(self, runner: Runner, config: BatchConfig | None = None, name: str = "model") -> None:
+        self.runner, self.config, self.name = runner, config or BatchConfig(), name
+        self.stats = BatchStats()
+        self._queue: deque[_Pending] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def submit(self, payload: Payload) -> Any:
+        """The model's output for `payload`, predicted in a batch with other requests."""
+        config, stats = self.config, self.stats
+        if self._closing:
+            raise Unavailable(f"Model {self.name!r} is shutting down; send the request to another replica.")
+        if payload.rows > config.max_queue:
+            raise PayloadTooLarge(
+                f"The request has {payload.rows} rows; this server takes at most {config.max_queue} per "
+                "request (its queue size). Split it into smaller requests."
+            )
+        if stats.queue_rows + payload.rows > config.max_queue:
+            stats.rejected += 1
+            raise Overloaded(
+                f"Model {self.name!r} is overloaded: {stats.queue_rows} rows are queued (limit "
+                f"{config.max_queue}). Retry later.",
+                retry_after=self._retry_after(),
+            )
+        loop = asyncio.get_running_loop()
+        wake = self._start(loop)
+        item = _Pending(payload, loop.create_future(), loop.time())
+        self._queue.append(item)
+        stats.requests += 1
+        stats.queue_rows += payload.rows
+        stats.max_queue_rows = max(stats.max_queue_rows, stats.queue_rows)
+        wake.set()
+        if config.timeout is None:
+            return await item.future
+        try:
+            return await asyncio.wait_for(item.future, config.timeout)
+        except TimeoutError:
+            stats.timed_out += 1
+            self._discard(item)
+            raise DeadlineExceeded(
+                f"Model {self.name!r} did not answer within {config.timeout * 1000:g} ms "
+                f"({stats.queue_rows} rows queued); retry, or raise the server's timeout."
+            ) from None
+
+    async def close(self) -> None:
+        """Refuse new requests, answer the queued ones, then stop the batching loop and the runner."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await asyncio.get_running_loop().run_in_executor(None, self.runner.close)
+
+    # -- the batching loop ---------------------------------------------------------------------------------
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        if self._wake is None or self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._loop(), name=f"modelyard-batcher-{self.name}")
+        return self._wake
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        wake, loop, config = self._wake, asyncio.get_running_loop(), self.config
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+            deadline = self._queue[0].queued_at + config.max_batch_delay
+            while self.stats.queue_rows < config.max_batch_size and not self._closing:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), remaining)
+                except TimeoutError:
+                    break
+                if not self._queue:
+                    break  # the waiting requests timed out
+            batch = self._take()
+            if batch:
+                await self._run(batch)
+
+    def _take(self) -> list[_Pending]:
+        """Queued requests from the head that batch with the first one, up to max_batch_size rows."""
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            item = self._queue[0]
+            if batch and (
+                item.payload.key is None
+                or item.payload.key != batch[0].payload.key
+                or rows + item.payload.rows > self.config.max_batch_size
+            ):
+                break
+            self._queue.popleft()
+            self.stats.queue_rows -= item.payload.rows
+            if item.future.done():
+                continue  # answered already (timed out)
+            batch.append(item)
+            rows += item.payload.rows
+            if item.payload.key is None:
+                break
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        stats = self.stats
+        rows = [item.payload.rows for item in batch]
+        stats.batches += 1
+        stats.rows += sum(rows)
+        stats.batch_rows[sum(rows)] += 1
+        stats.batch_requests[len(batch)] += 1
+        started = time.perf_counter()
+        try:
+            output = await self.runner.apredict(concat([item.payload for item in batch]))
+            parts = [output] if len(batch) == 1 else split(output, rows)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+            else:
+                stats.retried_batches += 1
+                await self._run_alone(batch)
+            return
+        finally:
+            stats.predict_seconds += time.perf_counter() - started
+        for item, part in zip(batch, parts):
+            if not item.future.done():
+                item.future.set_result(part)
+
+    async def _run_alone(self, batch: list[_Pending]) -> None:
+        for item in batch:
+            if item.future.done():
+                continue
+            try:
+                output = await self.runner.apredict(item.payload.inputs)
+            except Exception as exc:
+                self._fail(item, exc)
+            else:
+                if not item.future.done():
+                    item.future.set_result(output)
+
+    def _fail(self, item: _Pending, exc: Exception) -> None:
+        self.stats.failed += 1
+        if item.future.done():
+            return
+        if isinstance(exc, ModelyardError):
+            error: ModelyardError = exc
+        elif isinstance(exc, ValueError):
+            error = InvalidArgument(f"The model rejected the inputs: {exc}")
+        else:
+            error = ModelFailed(f"The model failed on this request: {type(exc).__name__}: {exc}")
+        item.future.set_exception(error)
+
+    def _discard(self, item: _Pending) -> None:
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            return  # already taken into a batch
+        self.stats.queue_rows -= item.payload.rows
+
+    def _retry_after(self) -> int:
+        """Seconds until the queue has likely drained, from the mean time per row so far (at least 1)."""
+        per_row = self.stats.predict_seconds / self.stats.rows if self.stats.rows else 0.0
+        return max(1, math.ceil(self.stats.queue_rows * per_row))
