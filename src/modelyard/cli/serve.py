@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import PurePosixPath
+from typing import Any
 
 import click
 
-from modelyard.cli.common import err
+from modelyard.cli.common import State, err, tracking_uri_option
 
 
 def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
@@ -59,7 +61,107 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     is_flag=True,
     help="Load formats that run code when loaded (pickle, cloudpickle) without the UnsafeModelWarning.",
 )
+@click.option(
+    "--replicas",
+    type=click.IntRange(1),
+    help="Worker processes holding the model (kserve: minReplicas = maxReplicas = N).",
+)
+@click.option(
+    "--autoscale",
+    metavar="MIN:MAX",
+    callback=lambda _ctx, _param, value: _parse_autoscale(value),
+    help="Scale the replicas between MIN and MAX (kserve: minReplicas, maxReplicas; MIN 0 scales to zero).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["local", "kserve"]),
+    default="local",
+    show_default=True,
+    help="local: serve here; kserve: a KServe InferenceService running `modelyard serve` "
+    "(with --dry-run or --apply).",
+)
+@click.option("--dry-run", is_flag=True, help="[kserve] Print the InferenceService YAML (or write it to -o).")
+@click.option(
+    "--apply", "apply_", is_flag=True, help="[kserve] Create it in the cluster, or update it if it exists."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="[kserve] Write the YAML to this file.",
+)
+@click.option("--image", help="[kserve] Container image with Modelyard (and the model's flavor) installed.")
+@click.option("--namespace", help="[kserve] Namespace [default: the kubeconfig context's, or 'default'].")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True),
+    help="[kserve] Kubeconfig file for --apply [default: KUBECONFIG or ~/.kube/config].",
+)
+@click.option("--kube-context", help="[kserve] Kubeconfig context for --apply [default: the current one].")
+@click.option(
+    "--scale-metric",
+    type=click.Choice(["concurrency", "rps", "cpu", "memory"]),
+    help="[kserve] Autoscaling metric (concurrency, rps: Knative; cpu, memory: HPA).",
+)
+@click.option(
+    "--scale-target", type=click.IntRange(1), help="[kserve] Target value of --scale-metric per replica."
+)
+@click.option(
+    "--canary-percent",
+    type=click.IntRange(0, 100),
+    help="[kserve] Traffic share of this version; the rest stays on the last rolled-out one.",
+)
+@click.option(
+    "--cpu", callback=lambda _c, p, v: _quantity(p, v), help="[kserve] CPU per replica (e.g. 2, 500m)."
+)
+@click.option(
+    "--memory", callback=lambda _c, p, v: _quantity(p, v), help="[kserve] Memory per replica (e.g. 4Gi)."
+)
+@click.option("--gpu", type=click.IntRange(1), help="[kserve] NVIDIA GPUs per replica.")
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda _c, p, v: _pairs(p, v),
+    help="[kserve] Container environment variable (repeatable).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda _c, p, v: _pairs(p, v),
+    help="[kserve] Extra label (repeatable).",
+)
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=lambda _c, p, v: _pairs(p, v),
+    help="[kserve] Extra annotation (repeatable).",
+)
+@click.option(
+    "--service-account", help="[kserve] Service account of the pods (e.g. one holding S3 credentials)."
+)
+@click.option(
+    "--log-payloads",
+    type=click.FloatRange(0, 1),
+    metavar="FRACTION",
+    help="Fraction of requests and responses to log as Parquet for drift monitoring "
+    "[default: 1 with --payload-log-uri, else 0].",
+)
+@click.option(
+    "--payload-log-uri",
+    metavar="URI",
+    help="Folder, file:// or s3:// URI for payload logs [default: <artifact root>/payload-logs].",
+)
+@click.option("--no-metrics", is_flag=True, help="Do not serve Prometheus /metrics.")
+@tracking_uri_option
+@click.pass_context
 def serve(
+    ctx: click.Context,
     model_uri: str,
     name: str | None,
     host: str,
@@ -69,6 +171,13 @@ def serve(
     max_queue: int,
     timeout_ms: float | None,
     trusted: bool,
+    replicas: int | None,
+    autoscale: tuple[int, int] | None,
+    target: str,
+    log_payloads: float | None,
+    payload_log_uri: str | None,
+    no_metrics: bool,
+    **kserve: Any,
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 (/v2/...), KServe v1 (/v1/models/NAME:predict)
     and MLflow-style /invocations, batching concurrent requests.
@@ -85,7 +194,41 @@ def serve(
         -d '{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}'
     Example (a folder, larger batches, a 200 ms deadline):
       modelyard serve ./my-model --name scorer --max-batch-size 64 --timeout-ms 200
+    Example (a KServe InferenceService: print it, then submit it):
+      modelyard serve models:/iris@champion --target kserve --dry-run \\
+        --image registry.example.com/modelyard:0.1 --autoscale 1:4 --scale-metric concurrency --scale-target 4
+      modelyard serve models:/iris/2 --target kserve --apply --image registry.example.com/modelyard:0.1 \\
+        --namespace models --canary-percent 10 --cpu 2 --memory 4Gi
     """
+    if replicas is not None and autoscale is not None:
+        raise click.BadParameter("give --replicas or --autoscale, not both.", param_hint="'--autoscale'")
+    if target == "kserve":
+        _serve_kserve(
+            ctx,
+            model_uri,
+            name,
+            port,
+            max_batch_size,
+            max_batch_delay_ms,
+            max_queue,
+            timeout_ms,
+            trusted,
+            replicas,
+            autoscale,
+            kserve,
+        )
+        return
+    _refuse_kserve_only_options(ctx, kserve)
+    if (replicas or 1) > 1 or autoscale is not None:
+        raise click.UsageError(
+            "Local replicas and autoscaling are not implemented yet (issue 6, points 3 and 5: pending); "
+            "serve with one replica here, or use --target kserve, which maps them to minReplicas/maxReplicas."
+        )
+    state = ctx.find_object(State)
+    if state is not None and state.tracking_uri:
+        from modelyard.tracking.fluent import set_tracking_uri
+
+        set_tracking_uri(state.tracking_uri)
     import uvicorn
 
     from modelyard.models import load_predictor
@@ -98,8 +241,20 @@ def serve(
         max_queue=max_queue,
         timeout=timeout_ms / 1000 if timeout_ms is not None else None,
     )
+    started = time.perf_counter()
     predictor = load_predictor(load_uri, trusted=trusted)
-    app = create_serving_app(Deployment.single(predictor, served_name, version, config))
+    load_seconds = time.perf_counter() - started
+    fraction = log_payloads if log_payloads is not None else (1.0 if payload_log_uri else 0.0)
+    payload_log = None
+    if fraction > 0:
+        from modelyard import config as settings
+        from modelyard.artifacts import join_uri
+        from modelyard.serving.payload_log import PayloadLogConfig
+
+        uri = payload_log_uri or join_uri(settings.artifact_uri(), "payload-logs")
+        payload_log = PayloadLogConfig(uri, sample=fraction)
+    deployment = Deployment.single(predictor, served_name, version, config, load_seconds=load_seconds)
+    app = create_serving_app(deployment, metrics=not no_metrics, payload_log=payload_log)
     from modelyard.server.protocol import NoDelayHttpProtocol
 
     err().print(
@@ -115,3 +270,161 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+
+
+_KSERVE_ONLY = (
+    "dry_run",
+    "apply_",
+    "output",
+    "image",
+    "namespace",
+    "kubeconfig",
+    "kube_context",
+    "scale_metric",
+    "scale_target",
+    "canary_percent",
+    "cpu",
+    "memory",
+    "gpu",
+    "env",
+    "labels",
+    "annotations",
+    "service_account",
+)
+
+
+def _option_name(ctx: click.Context, key: str) -> str:
+    for param in ctx.command.params:
+        if param.name == key and isinstance(param, click.Option):
+            return max(param.opts, key=len)
+    return "--" + key.replace("_", "-")
+
+
+def _refuse_kserve_only_options(ctx: click.Context, kserve: dict[str, Any]) -> None:
+    from click.core import ParameterSource
+
+    for key in _KSERVE_ONLY:
+        if ctx.get_parameter_source(key) not in (None, ParameterSource.DEFAULT):
+            raise click.UsageError(f"{_option_name(ctx, key)} applies to --target kserve only.")
+
+
+def _parse_autoscale(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    low, sep, high = value.partition(":")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or bounds[0] < 0 or bounds[1] < 1 or bounds[0] > bounds[1]:
+        raise click.BadParameter(
+            f"{value!r}: write MIN:MAX with 0 <= MIN <= MAX and MAX >= 1 (e.g. 1:4).",
+            param_hint="'--autoscale'",
+        )
+    return bounds
+
+
+def _quantity(param: click.Parameter, value: str | None) -> str | None:
+    from modelyard.kube.validate import is_quantity
+
+    if value is not None and not is_quantity(value):
+        raise click.BadParameter(
+            f"{value!r} is not a Kubernetes quantity (e.g. 2, 500m, 4Gi).", param_hint=f"'--{param.name}'"
+        )
+    return value
+
+
+def _pairs(param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{item!r}: write KEY=VALUE.", param_hint=f"'{max(param.opts, key=len)}'"
+            )
+        pairs[key] = value
+    return pairs
+
+
+def _serve_kserve(
+    ctx: click.Context,
+    model_uri: str,
+    name: str | None,
+    port: int,
+    max_batch_size: int,
+    max_batch_delay_ms: float,
+    max_queue: int,
+    timeout_ms: float | None,
+    trusted: bool,
+    replicas: int | None,
+    autoscale: tuple[int, int] | None,
+    kserve: dict[str, Any],
+) -> None:
+    """`--target kserve`: build the InferenceService, check it, then print/write it or submit it."""
+    import os
+    from pathlib import Path
+
+    from click.core import ParameterSource
+
+    from modelyard.kube import to_yaml
+    from modelyard.serving.kserve import KServeOptions, build
+
+    if kserve["dry_run"] == kserve["apply_"]:
+        raise click.UsageError(
+            "--target kserve needs --dry-run (print the InferenceService) or --apply (submit it), one of them."
+        )
+    if not kserve["image"]:
+        raise click.UsageError(
+            "--target kserve needs --image: a container image with Modelyard and the model's flavor installed "
+            "(e.g. --image registry.example.com/modelyard:0.1)."
+        )
+    state = ctx.find_object(State)
+    tracking_uri = (state.tracking_uri if state else None) or os.environ.get("MODELYARD_TRACKING_URI") or None
+    low, high = autoscale if autoscale else (replicas, replicas)
+    explicit_queue = ctx.get_parameter_source("max_queue") != ParameterSource.DEFAULT
+    options = KServeOptions(
+        image=kserve["image"],
+        name=name,
+        namespace=kserve["namespace"],
+        port=port,
+        min_replicas=low,
+        max_replicas=high,
+        scale_metric=kserve["scale_metric"],
+        scale_target=kserve["scale_target"],
+        canary_percent=kserve["canary_percent"],
+        max_batch_size=max_batch_size,
+        max_batch_delay_ms=max_batch_delay_ms,
+        max_queue=max_queue if explicit_queue else None,
+        timeout_ms=timeout_ms,
+        trusted=trusted,
+        cpu=kserve["cpu"],
+        memory=kserve["memory"],
+        gpu=kserve["gpu"],
+        env=kserve["env"],
+        labels=kserve["labels"],
+        annotations=kserve["annotations"],
+        tracking_uri=tracking_uri,
+        service_account=kserve["service_account"],
+    )
+    manifest, notes = build(model_uri, options)
+    for note in notes:
+        err().print(f"[dim]{note}[/]")
+    text = to_yaml(manifest)
+    if kserve["output"]:
+        Path(kserve["output"]).write_text(text, encoding="utf-8")
+        err().print(f"[green]Wrote[/] InferenceService {manifest['metadata']['name']} to {kserve['output']}")
+    elif kserve["dry_run"]:
+        click.echo(text, nl=False)
+    if kserve["apply_"]:
+        from modelyard.kube import apply
+
+        applied = apply(
+            manifest,
+            namespace=kserve["namespace"],
+            kubeconfig=kserve["kubeconfig"],
+            context=kserve["kube_context"],
+        )
+        err().print(
+            f"[green]{applied.action.capitalize()}[/] InferenceService {applied.name} in namespace "
+            f"{applied.namespace}  (kubectl get inferenceservice {applied.name} -n {applied.namespace})"
+        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import math
 import time
 from collections import Counter, deque
@@ -29,6 +30,11 @@ from typing import Any
 from modelyard.errors import InvalidArgument, ModelyardError, PayloadTooLarge, Unavailable
 from modelyard.serving.errors import DeadlineExceeded, ModelFailed, Overloaded
 from modelyard.serving.payload import Payload, concat, split
+
+logger = logging.getLogger(__name__)
+
+BatchListener = Callable[[int, int, float], None]
+"""Called after each batch with its rows, its requests and the seconds the model took (metrics)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     async def apredict(self, batch: Any) -> Any:
         """`predict(batch)`, awaited off the event loop."""
+
+    @property
+    def replicas(self) -> int:
+        """How many copies of the model answer batches (a replica runner overrides this)."""
+        return 1
 
     def close(self) -> None:
         """Release what the runner holds (threads, processes); called once, after the last batch."""
@@ -136,6 +147,7 @@ class Batcher:
     def __init__(self, runner: Runner, config: BatchConfig | None = None, name: str = "model") -> None:
         self.runner, self.config, self.name = runner, config or BatchConfig(), name
         self.stats = BatchStats()
+        self.listeners: list[BatchListener] = []  # told of every batch (rows, requests, seconds)
         self._queue: deque[_Pending] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -250,9 +262,10 @@ class Batcher:
     async def _run(self, batch: list[_Pending]) -> None:
         stats = self.stats
         rows = [item.payload.rows for item in batch]
+        total = sum(rows)
         stats.batches += 1
-        stats.rows += sum(rows)
-        stats.batch_rows[sum(rows)] += 1
+        stats.rows += total
+        stats.batch_rows[total] += 1
         stats.batch_requests[len(batch)] += 1
         started = time.perf_counter()
         try:
@@ -266,7 +279,13 @@ class Batcher:
                 await self._run_alone(batch)
             return
         finally:
-            stats.predict_seconds += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            stats.predict_seconds += seconds
+            for listener in self.listeners:
+                try:
+                    listener(total, len(batch), seconds)
+                except Exception:
+                    logger.exception("A batch listener of %s failed", self.name)
         for item, part in zip(batch, parts):
             if not item.future.done():
                 item.future.set_result(part)

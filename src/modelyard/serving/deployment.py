@@ -14,13 +14,17 @@ from modelyard.serving.batcher import BatchConfig, Batcher, Runner, ThreadRunner
 
 @dataclass(eq=False)
 class ServedModel:
-    """One model version: `predictor` is a loaded `Predictor` (anything with `predict` and `signature`)."""
+    """One model version: `predictor` is a loaded `Predictor` (anything with `predict` and `signature`).
+
+    `load_seconds`: how long loading the model took, if the caller measured it (exported as a metric).
+    """
 
     name: str
     version: str
     predictor: Any
     config: BatchConfig = field(default_factory=BatchConfig)
     runner: Runner | None = None
+    load_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -42,6 +46,11 @@ class ServedModel:
     def ready(self) -> bool:
         return not self.batcher.closing
 
+    @property
+    def replicas(self) -> int:
+        assert self.runner is not None
+        return self.runner.replicas
+
 
 class Deployment:
     """The models a server answers for. A request without a version goes to the name's default version (the
@@ -59,9 +68,16 @@ class Deployment:
 
     @classmethod
     def single(
-        cls, predictor: Any, name: str, version: str = "1", config: BatchConfig | None = None
+        cls,
+        predictor: Any,
+        name: str,
+        version: str = "1",
+        config: BatchConfig | None = None,
+        load_seconds: float | None = None,
     ) -> Deployment:
-        return cls([ServedModel(name, version, predictor, config or BatchConfig())])
+        return cls(
+            [ServedModel(name, version, predictor, config or BatchConfig(), load_seconds=load_seconds)]
+        )
 
     @property
     def models(self) -> list[ServedModel]:
