@@ -230,7 +230,8 @@ def counters(server_pid: int) -> tuple[float, float, float, float]:
 def concurrent_client(name: str, url: str, tmp: Path, exp: str, sizes: dict) -> None:
     """One of the concurrent clients, in its own process (a training job of its own): its run and its batches
     made first, then `ready` on stdout; on `go` from stdin, `client_batches` log-batch calls one after the
-    other, each timed alone; their milliseconds as JSON on stdout."""
+    other, each timed alone; their milliseconds as JSON on stdout. It exits when its stdin closes, once
+    every client answered: on 2 cores, 15 interpreters exiting would take CPU from the last client's calls."""
     os.environ.update(ENV)
     side = HTTP_SIDES[name](url, tmp)
     run_id, size, count = side.new_run(exp), sizes["batch"], sizes["client_batches"]
@@ -248,6 +249,7 @@ def concurrent_client(name: str, url: str, tmp: Path, exp: str, sizes: dict) -> 
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
         samples.append((time.perf_counter() - t) * 1000)
     print(json.dumps({"ms": samples, "errors": errors}), flush=True)
+    sys.stdin.readline()  # exit once every client answered: a finished one's exit must not slow the others
 
 
 def _line(proc: subprocess.Popen, wanted) -> str:
@@ -283,6 +285,8 @@ def bench_concurrent(name: str, url: str, tmp: Path, exp: str, sizes: dict, quic
             proc.stdin.flush()  # type: ignore[union-attr]
         answers = [json.loads(_line(proc, lambda line: line.startswith('{"ms"'))) for proc in procs]
         wall = time.perf_counter() - t
+        for proc in procs:
+            proc.stdin.close()  # type: ignore[union-attr]  # now they may exit
     except BaseException:
         for proc in procs:
             proc.kill()

@@ -202,6 +202,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     if app.state.accounts is not None:  # a SQL store: keep webhooks, run their dispatcher while serving
         webhooks.install(app)
         pipelines.install(app)  # pipeline schedules, and the scheduler that runs them
+    if hasattr(store, "checkpoint_in_background"):  # SQLite: no checkpoint stalls in the event loop
+        app.router.on_startup.append(store.checkpoint_in_background)
     app.router.on_shutdown.append(store.close)
     return app
 
@@ -234,17 +236,29 @@ def _enable_auth(app: FastAPI, store: Any, default_role: Role | None) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """The app for `modelyard server`: settings come from MODELYARD_SERVER_* variables (one per worker)."""
+    """The app for `modelyard server`: settings come from MODELYARD_SERVER_* variables (one per worker).
+
+    `modelyard server` builds the app once to check the store before it starts uvicorn, whose factory call
+    then builds it again in the same process (one worker): that second call takes over the first app,
+    unstarted, instead of opening the store and building every route a second time (~70 ms of startup)."""
+    global _built
     env = os.environ
-    return create_app(
-        ServerSettings(
-            backend_store_uri=env.get("MODELYARD_SERVER_BACKEND_STORE_URI") or None,
-            artifacts_uri=env.get("MODELYARD_SERVER_ARTIFACTS_URI") or None,
-            max_body_mb=float(env.get("MODELYARD_SERVER_MAX_BODY_MB") or 64),
-            auth=env.get("MODELYARD_SERVER_AUTH") == "1",
-            default_role=_role(env.get("MODELYARD_SERVER_DEFAULT_ROLE") or "READ"),
-        )
+    settings = ServerSettings(
+        backend_store_uri=env.get("MODELYARD_SERVER_BACKEND_STORE_URI") or None,
+        artifacts_uri=env.get("MODELYARD_SERVER_ARTIFACTS_URI") or None,
+        max_body_mb=float(env.get("MODELYARD_SERVER_MAX_BODY_MB") or 64),
+        auth=env.get("MODELYARD_SERVER_AUTH") == "1",
+        default_role=_role(env.get("MODELYARD_SERVER_DEFAULT_ROLE") or "READ"),
     )
+    built, _built = _built, None
+    if built is not None and built[0] == settings:
+        return built[1]  # each app is handed over once: a third call builds a fresh one
+    app = create_app(settings)
+    _built = (settings, app)
+    return app
+
+
+_built: tuple[ServerSettings, FastAPI] | None = None  # the last app_from_env app, not yet handed over
 
 
 def _role(name: str) -> Role | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -16,8 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam
 from sqlalchemy.sql import ClauseElement
 
+log = logging.getLogger(__name__)
+
 # Rows per multi-row INSERT: 1,280 parameters for 5 columns, far below SQLite's and PostgreSQL's limits.
 MULTI_ROW_MAX = 256
+CHECKPOINT_INTERVAL_S = 0.25
+# With background checkpoints, the hot write connection still checkpoints itself past this many WAL pages
+# (~64 MB): a backstop for a WAL that the PASSIVE checkpoints never catch up with under constant writes.
+BACKSTOP_PAGES = 16_000
 
 
 class Record(dict[str, Any]):
@@ -59,6 +66,7 @@ class RawStatements:
         self._sqlite = dialect.name == "sqlite"
         self._writer_lock = threading.Lock()
         self._writer: Any = None  # SQLite's dedicated write connection, opened on first use
+        self._checkpointer: _Checkpointer | None = None
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per store, statements are few and static
     def compile(self, stmt: ClauseElement, column_keys: tuple[str, ...] | None = None) -> str:
@@ -115,6 +123,8 @@ class RawStatements:
         with self._writer_lock:
             if self._writer is None:
                 self._writer = self._engine.raw_connection()
+                if self._checkpointer is not None:
+                    self._checkpointer.relax(self._writer.driver_connection)
             dbapi = self._writer.driver_connection
             dbapi.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]  # lock up front (see engine.py)
             yield from self._commit_or_rollback(dbapi)
@@ -128,7 +138,22 @@ class RawStatements:
             dbapi.rollback()
             raise
 
+    def checkpoint_in_background(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        """SQLite: copy the WAL into the database from a thread of its own, every `interval_s` seconds,
+        instead of in the commit that happens to fill it past `wal_autocheckpoint`. That commit would run
+        the checkpoint then and there: ~40 ms (copy 16 MB, two fsyncs) stalling the server's event loop,
+        where the writes run, and with it every request in flight. Other databases: nothing to do."""
+        if not self._sqlite or self._checkpointer is not None:
+            return
+        self._checkpointer = _Checkpointer(self._engine, interval_s)
+        with self._writer_lock:
+            if self._writer is not None:
+                self._checkpointer.relax(self._writer.driver_connection)
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._writer_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -164,3 +189,36 @@ class RawStatements:
             cursor.executemany(sql, rows)
         finally:
             cursor.close()
+
+
+class _Checkpointer:
+    """A daemon thread running `PRAGMA wal_checkpoint(PASSIVE)` on a connection of its own: it never waits
+    for readers or writers (and releases the GIL while SQLite copies and syncs)."""
+
+    def __init__(self, engine: Engine, interval_s: float) -> None:
+        self._engine, self._interval = engine, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelyard-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def relax(writer: Any) -> None:
+        writer.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    if conn is None:
+                        conn = self._engine.raw_connection()
+                    conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+                except Exception:  # a busy or vanished database: the next turn (or the backstop) does it
+                    log.debug("Background WAL checkpoint failed", exc_info=True)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

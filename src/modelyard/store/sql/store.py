@@ -177,6 +177,10 @@ class SqlTrackingStore(TrackingStore):
     def __repr__(self) -> str:
         return f"SqlTrackingStore({redact(self.uri)!r})"
 
+    def checkpoint_in_background(self) -> None:
+        """For a long-running process that writes from its event loop (the server): see RawStatements."""
+        self._raw.checkpoint_in_background()
+
     def close(self) -> None:
         self._raw.close()
         self._write.dispose()

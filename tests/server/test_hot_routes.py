@@ -1,0 +1,168 @@
+"""The logging routes that `HotRoutes` dispatches answer exactly as FastAPI's router does: same status, headers
+and body for good and bad requests, on the v1 and the MLflow paths, with and without auth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from modelyard.server import ServerSettings, create_app, hot_routes
+from modelyard.server.routes import store as store_dependency
+
+RUN = "{run}"  # replaced by each app's own run id
+
+
+def _app(tmp_path: Path, name: str, hot: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        if not hot:
+            m.setattr(hot_routes, "install", lambda app: None)
+        return create_app(ServerSettings(backend_store_uri=f"sqlite:///{tmp_path / name}", max_body_mb=1))
+
+
+@pytest.fixture
+def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, TestClient]]:
+    """The same app twice, on two databases: with HotRoutes, and with FastAPI's router only."""
+    hot, plain = _app(tmp_path, "hot.db", True, monkeypatch), _app(tmp_path, "plain.db", False, monkeypatch)
+    assert isinstance(hot.router.middleware_stack, hot_routes.HotRoutes)
+    assert not isinstance(plain.router.middleware_stack, hot_routes.HotRoutes)
+    with TestClient(hot) as a, TestClient(plain) as b:
+        yield a, b
+
+
+def _runs(api: TestClient) -> tuple[str, str]:
+    """(an active run, a deleted run)."""
+    active = api.post("/api/v1/runs", json={"experiment_id": "0"}).json()["info"]["run_id"]
+    deleted = api.post("/api/v1/runs", json={"experiment_id": "0"}).json()["info"]["run_id"]
+    api.post(f"/api/v1/runs/{deleted}/delete")
+    return active, deleted
+
+
+def _answer(api: TestClient, runs: tuple[str, str], path: str, body: Any) -> tuple[int, dict[str, str], Any]:
+    path = path.replace(RUN, runs[0]).replace("{deleted}", runs[1])
+    if isinstance(body, str):
+        content = body.replace(RUN, runs[0]).replace("{deleted}", runs[1]).encode()
+    else:
+        content = json.dumps(body).replace(RUN, runs[0]).replace("{deleted}", runs[1]).encode()
+    response = api.post(path, content=content, headers={"content-type": "application/json"})
+    headers = {k: v for k, v in response.headers.items() if k != "date"}
+    text = response.text.replace(runs[0], RUN).replace(runs[1], "{deleted}")
+    return response.status_code, headers, text
+
+
+POINT = {"key": "loss", "value": 0.5, "timestamp": 1, "step": 2}
+V1 = "/api/v1/runs/{run}/log-batch"
+CASES = [
+    (V1, {"metrics": [POINT], "params": [{"key": "p", "value": "1"}], "tags": [{"key": "t", "value": "x"}]}),
+    (V1, {"metrics": [{**POINT, "step": i} for i in range(300)]}),
+    (V1, {}),
+    (V1, "{not json"),
+    (V1, ""),
+    (V1, {"metrics": [{"key": "loss", "value": "high", "timestamp": 1}]}),
+    (V1, {"metrics": [POINT], "extra": 1}),
+    (V1, {"params": [{"key": "p", "value": "2"}]}),  # a param already set to 1 (first case): conflict
+    (V1, {"metrics": [{**POINT, "key": ""}]}),
+    ("/api/v1/runs/" + "f" * 32 + "/log-batch", {"metrics": [POINT]}),
+    ("/api/v1/runs/{deleted}/log-batch", {"metrics": [POINT]}),
+    ("/api/v1/runs/bad%20id/log-batch", {"metrics": [POINT]}),
+    ("/api/v1/runs/a%2Fb/log-batch", {"metrics": [POINT]}),
+    ("/api/v1/runs//log-batch", {"metrics": [POINT]}),
+    ("/api/v1/runs/{run}/log-batch/", {"metrics": [POINT]}),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": RUN, **POINT}),
+    (
+        "/ajax-api/2.0/mlflow/runs/log-metric",
+        {"run_uuid": RUN, "key": "acc", "value": "NaN", "timestamp": "3"},
+    ),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": RUN, "key": "loss"}),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": RUN, "key": "loss", "value": [1], "timestamp": 1}),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": "f" * 32, **POINT}),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": "{deleted}", **POINT}),
+    ("/api/2.0/mlflow/runs/log-metric", "[1, 2]"),
+    ("/api/2.0/mlflow/runs/log-metric", "{nope"),
+    ("/api/2.0/mlflow/runs/log-metric", {"run_id": RUN, "key": "a\u0000b", "value": 1, "timestamp": 1}),
+    (
+        "/api/2.0/mlflow/runs/log-batch",
+        {
+            "run_id": RUN,
+            "metrics": [POINT] * 3,
+            "params": [{"key": "q", "value": "1"}],
+            "tags": [{"key": "mlflow.runName", "value": "renamed"}, {"key": "t2", "value": "y"}],
+        },
+    ),
+    ("/ajax-api/2.0/mlflow/runs/log-batch", {"run_id": RUN, "params": [{"key": "q", "value": "2"}]}),
+    ("/api/2.0/mlflow/runs/log-batch", {"run_id": RUN, "metrics": "loss"}),
+    ("/api/2.0/mlflow/runs/log-batch", {"metrics": [POINT]}),
+]
+
+
+def test_hot_routes_answer_like_fastapis_router(pair: tuple[TestClient, TestClient]) -> None:
+    hot, plain = pair
+    hot_runs, plain_runs = _runs(hot), _runs(plain)
+    for path, body in CASES:
+        assert _answer(hot, hot_runs, path, body) == _answer(plain, plain_runs, path, body), (path, body)
+    # and both stored the same
+    for api, (run_id, _) in ((hot, hot_runs), (plain, plain_runs)):
+        run = api.get(f"/api/v1/runs/{run_id}").json()["data"]
+        assert run["params"] == {"p": "1", "q": "1"}
+        assert run["tags"]["t"] == "x" and run["tags"]["t2"] == "y"
+        history = api.get(f"/api/v1/runs/{run_id}/metrics/loss/history").json()
+        assert len(history["steps"]) == 1 + 300 + 1 + 1 + 3  # the trailing-slash request: redirected
+
+
+def test_other_requests_and_overrides_go_through_the_router(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(tmp_path, "o.db", True, monkeypatch)
+    with TestClient(app) as api:
+        run_id = api.post("/api/v1/runs", json={"experiment_id": "0"}).json()["info"]["run_id"]
+        assert api.get(f"/api/v1/runs/{run_id}/log-batch").status_code == 405  # only POST is hot
+        calls: list[str] = []
+
+        def overridden(request: Request) -> Any:
+            calls.append(request.url.path)
+            return store_dependency(request)
+
+        app.dependency_overrides[store_dependency] = overridden  # FastAPI must see the request to apply it
+        body = {"run_id": run_id, **POINT}
+        assert api.post("/api/2.0/mlflow/runs/log-metric", json=body).status_code == 200
+        assert calls == ["/api/2.0/mlflow/runs/log-metric"]
+
+
+def test_hot_routes_with_auth_check_roles_and_audit(tmp_path: Path) -> None:
+    from modelyard.schemas.accounts import Role
+    from modelyard.store.sql.accounts import SqlAccountStore
+    from modelyard.store.sql.store import SqlTrackingStore
+
+    uri = f"sqlite:///{tmp_path / 'auth.db'}"
+    base = SqlTrackingStore(uri)
+    accounts = SqlAccountStore(base)
+    accounts.create_user("admin", is_admin=True)
+    accounts.create_user("reader")
+    admin_token = accounts.create_token("admin").token
+    reader_token = accounts.create_token("reader").token
+    base.close()
+    app = create_app(ServerSettings(backend_store_uri=uri, auth=True, default_role=Role.READ))
+    with TestClient(app) as api:
+        as_admin = {"Authorization": f"Bearer {admin_token}"}
+        as_reader = {"Authorization": f"Bearer {reader_token}"}
+        run_id = api.post("/api/v1/runs", json={"experiment_id": "0"}, headers=as_admin).json()["info"][
+            "run_id"
+        ]
+        for path, body in (
+            (f"/api/v1/runs/{run_id}/log-batch", {"metrics": [POINT]}),
+            ("/api/2.0/mlflow/runs/log-metric", {"run_id": run_id, **POINT}),
+        ):
+            assert api.post(path, json=body).status_code == 401
+            assert api.post(path, json=body, headers=as_reader).status_code == 403
+            assert api.post(path, json=body, headers=as_admin).status_code == 200
+        entries = app.state.accounts.search_audit(limit=100)
+        logged = [(e.username or "", e.path.split("/")[-1], e.status) for e in entries if "log-" in e.path]
+        assert sorted(logged) == sorted(
+            [("", "log-batch", 401), ("reader", "log-batch", 403), ("admin", "log-batch", 200),
+             ("", "log-metric", 401), ("reader", "log-metric", 403), ("admin", "log-metric", 200)]
+        )  # fmt: skip
