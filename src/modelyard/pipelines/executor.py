@@ -56,6 +56,9 @@ class Executor(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the executor holds."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """A step will be submitted soon: get ready (start workers, connect) in the background."""
+
 
 def child_env(job: Job) -> dict[str, str]:
     """The step process's environment: ours, the step's env, and our import path (so the step's module
@@ -170,8 +173,15 @@ class LocalExecutor(Executor):
         """`preload`: modules the steps import (e.g. "sklearn.linear_model"), imported once in the fork
         server instead of in every step process."""
         self.max_parallel = max_parallel or os.cpu_count() or 1
-        # start the fork server (its imports take ~0.5 s) while the runner looks at the cache
-        threading.Thread(target=_start_fork_server, args=(tuple(preload),), daemon=True).start()
+        self.preload = tuple(preload)
+        self._warming: threading.Thread | None = None
+
+    def warm_up(self) -> None:
+        """Start the fork server (its imports take ~0.5 s) in the background: a step is about to run. Not
+        done for a run that the cache answers entirely, so it ends without paying for it."""
+        if self._warming is None:
+            self._warming = threading.Thread(target=_start_fork_server, args=(self.preload,), daemon=True)
+            self._warming.start()
 
     def submit(self, job: Job) -> _Process:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +191,7 @@ class LocalExecutor(Executor):
         task_path.write_text(json.dumps({**job.task, "result": str(result_path)}))
         env = child_env(job)
         paths = env["PYTHONPATH"].split(os.pathsep)
-        process = _fork_context().Process(
+        process = _fork_context(self.preload).Process(
             target=_run_in_child,
             args=(str(task_path), str(job.log_path), env, paths),
             name=job.key,

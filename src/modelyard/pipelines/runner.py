@@ -137,9 +137,14 @@ def run_pipeline(
         },
     )
     client.log_dict(parent.run_id, graph.to_dict(), records.GRAPH_ARTIFACT)
-    fluent.log_environment(client, parent.run_id)  # the packages (and uncommitted diff) every step ran with
+    # the packages (and uncommitted diff) every step ran with; listing them takes ~0.1 s, so alongside the run
+    environment = threading.Thread(target=fluent.log_environment, args=(client, parent.run_id), daemon=True)
+    environment.start()
     runner = _Runner(graph, values, client, experiment_id, parent.run_id, chosen, cache, {}, on_change)
-    return runner.run()
+    try:
+        return runner.run()
+    finally:
+        environment.join()
 
 
 def resume(
@@ -472,6 +477,7 @@ class _Runner:
             if hit is not None:
                 self._record_hit(inst, hit)
                 return True
+        self.executor.warm_up()
         self._set(inst, "READY")
         return True
 
