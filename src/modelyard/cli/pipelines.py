@@ -109,7 +109,7 @@ def executor_options(func: Any) -> Any:
     )
 
 
-class _LiveView:
+class StepsView:
     """A table of step states that redraws as steps change (plain lines when stdout is not a terminal)."""
 
     def __init__(self, title: str, quiet: bool) -> None:
@@ -118,7 +118,7 @@ class _LiveView:
         self.started: dict[str, float] = {}
         self.live: Any = None
 
-    def __enter__(self) -> _LiveView:
+    def __enter__(self) -> StepsView:
         if not self.quiet and sys.stdout.isatty():
             from rich.live import Live
 
@@ -228,7 +228,7 @@ def run_command(
     pipeline = load_pipeline(target)
     values = parse_params(pipeline, params)
     chosen = _executor(executor, address, max_parallel)
-    with _LiveView(f"pipeline {pipeline.name}", quiet or as_json) as view:
+    with StepsView(f"pipeline {pipeline.name}", quiet or as_json) as view:
         try:
             result = run_pipeline(
                 pipeline,
@@ -283,7 +283,7 @@ def resume_command(
     from modelyard.pipelines.runner import resume
 
     chosen = _executor(executor, address, max_parallel)
-    with _LiveView(f"pipeline run {run_id}", quiet or as_json) as view:
+    with StepsView(f"pipeline run {run_id}", quiet or as_json) as view:
         try:
             result = resume(
                 run_id,

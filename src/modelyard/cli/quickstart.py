@@ -40,7 +40,7 @@ def run(
     """Run the quickstart pipeline; print a comparison and the release; return the training runs, best first."""
     import modelyard as my
     from modelyard import config
-    from modelyard.cli.pipelines import _LiveView
+    from modelyard.cli.pipelines import StepsView
     from modelyard.examples.quickstart import quickstart
     from modelyard.pipelines.executor import LocalExecutor
 
@@ -55,7 +55,7 @@ def run(
         my.set_tracking_uri(tracking_uri)
     try:
         model_name = _model_name(experiment)
-        with _LiveView(f"pipeline quickstart → experiment {experiment}", quiet=False) as view:
+        with StepsView(f"pipeline quickstart → experiment {experiment}", quiet=False) as view:
             result = my.run_pipeline(
                 quickstart,
                 {"model_name": model_name, "plot": plot},

@@ -61,12 +61,13 @@ def lookup(
     )
     for run in runs:
         record = records.StepRecord.from_run(run)
-        if _outputs_exist(client, record):
+        if outputs_exist(client, record):
             return record
     return None
 
 
-def _outputs_exist(client: Any, record: records.StepRecord) -> bool:
+def outputs_exist(client: Any, record: records.StepRecord) -> bool:
+    """Whether every output artifact of `record` is still in the artifact store."""
     for entry in record.outputs.values():
         if not client.artifact_store(entry["run_id"]).exists(entry["path"]):
             return False

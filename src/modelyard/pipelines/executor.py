@@ -60,14 +60,18 @@ class Executor(abc.ABC):
         """A step will be submitted soon: get ready (start workers, connect) in the background."""
 
 
+def import_paths() -> list[str]:
+    """This process's import path as folders (the current folder spelled out), without repeats."""
+    return list(dict.fromkeys(p or os.getcwd() for p in sys.path if p == "" or Path(p).is_dir()))
+
+
 def child_env(job: Job) -> dict[str, str]:
     """The step process's environment: ours, the step's env, and our import path (so the step's module
     imports the same way it did here)."""
     env = dict(os.environ)
     env.update(job.env)
     env.update(job.options.env)
-    paths = [p or os.getcwd() for p in sys.path if p == "" or Path(p).is_dir()]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONPATH"] = os.pathsep.join(import_paths())
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -189,11 +193,9 @@ class LocalExecutor(Executor):
         result_path = job.log_path.with_suffix(".result.json")
         result_path.unlink(missing_ok=True)
         task_path.write_text(json.dumps({**job.task, "result": str(result_path)}))
-        env = child_env(job)
-        paths = env["PYTHONPATH"].split(os.pathsep)
         process = _fork_context(self.preload).Process(
             target=_run_in_child,
-            args=(str(task_path), str(job.log_path), env, paths),
+            args=(str(task_path), str(job.log_path), child_env(job), import_paths()),
             name=job.key,
             daemon=False,
         )

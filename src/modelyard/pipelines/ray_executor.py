@@ -36,7 +36,7 @@ from typing import Any
 
 from modelyard.errors import InvalidArgument
 from modelyard.pipelines.dsl import parse_memory
-from modelyard.pipelines.executor import Executor, Job, failed_outcome
+from modelyard.pipelines.executor import Executor, Job, failed_outcome, import_paths
 
 NODE_KEY = "node"  # the outcome's key for the IP address of the node that ran the step
 NODE_ENV = "MODELYARD_RAY_NODE_IP"  # set in the step's process: the IP address of its node
@@ -300,8 +300,7 @@ def _run_step(task: dict[str, Any], timeout_s: float | None) -> tuple[dict[str, 
         task_path.write_text(json.dumps({**task, "result": str(result_path)}))
         env = dict(os.environ)
         # the worker's import path (with the driver's folder or working_dir that Ray added) for the step
-        paths = [p or os.getcwd() for p in sys.path if p == "" or Path(p).is_dir()]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONPATH"] = os.pathsep.join(import_paths())
         env.setdefault("PYTHONUNBUFFERED", "1")
         env[NODE_ENV] = node
         command = [sys.executable, "-m", "modelyard.pipelines.entrypoint", "--task", str(task_path)]

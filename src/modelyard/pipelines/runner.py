@@ -203,6 +203,11 @@ def _context_tags() -> dict[str, str]:
     return context.run_tags()
 
 
+def instance_key(task_id: str, index: tuple[int, ...]) -> str:
+    """A step instance's name: the task id, with its loop indexes when it runs in loops ("train[1]")."""
+    return task_id if not index else f"{task_id}[{','.join(map(str, index))}]"
+
+
 class _Unready(Exception):
     """An input cannot be resolved yet."""
 
@@ -225,6 +230,9 @@ class _Runner:
         self.use_cache, self.previous, self.on_change = use_cache, previous, on_change
         self.instances: dict[str, Instance] = {}
         self.order = graph.order()
+        self.rank = {
+            task_id: n for n, task_id in enumerate(self.order)
+        }  # dependency order, for starting steps
         self.failed = False
         self.stop_requested = False
         self.work = config.home() / "pipelines" / run_id
@@ -315,9 +323,8 @@ class _Runner:
         return started
 
     def _ordered_keys(self) -> list[str]:
-        rank = {tid: n for n, tid in enumerate(self.order)}
         return sorted(
-            self.instances, key=lambda k: (rank[self.instances[k].task.id], self.instances[k].index)
+            self.instances, key=lambda k: (self.rank[self.instances[k].task.id], self.instances[k].index)
         )
 
     # -- expansion -----------------------------------------------------------------------------------------
@@ -327,7 +334,7 @@ class _Runner:
         for task_id in self.order:
             task = self.graph.tasks[task_id]
             for index in self._indices(task) or []:
-                key = task_id if not index else f"{task_id}[{','.join(map(str, index))}]"
+                key = instance_key(task_id, index)
                 if key not in self.instances:
                     record = StepRecord(instance=key, step_id=task_id, state="PENDING")
                     weight = max(1, min(self.executor.max_parallel, math.ceil(task.step.options.cpu or 1)))
@@ -363,7 +370,7 @@ class _Runner:
     # -- resolving values ------------------------------------------------------------------------------------
     def _producer(self, task_id: str, index: tuple[int, ...]) -> Instance:
         depth = len(self.graph.loop_chain(self.graph.tasks[task_id].loop))
-        key = task_id if depth == 0 else f"{task_id}[{','.join(map(str, index[:depth]))}]"
+        key = instance_key(task_id, index[:depth])
         inst = self.instances.get(key)
         if inst is None or inst.state not in records.FINAL_STATES:
             raise _Unready(key)
@@ -465,9 +472,7 @@ class _Runner:
             earlier
             and earlier.state in records.DONE_STATES
             and earlier.cache_key == key
-            and all(
-                self.client.artifact_store(e["run_id"]).exists(e["path"]) for e in earlier.outputs.values()
-            )
+            and cache.outputs_exist(self.client, earlier)
         ):
             inst.record = earlier
             self._notify(inst)

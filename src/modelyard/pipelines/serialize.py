@@ -98,8 +98,7 @@ def read(path: Path, fmt: str) -> Any:
     if fmt == "parquet-pandas":
         import pandas as pd
 
-        frame = pd.read_parquet(path)
-        return frame
+        return pd.read_parquet(path)
     if fmt == "parquet-arrow":
         import pyarrow.parquet as pq
 
