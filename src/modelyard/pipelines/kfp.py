@@ -20,7 +20,6 @@ import inspect
 import io
 import json
 import math
-import operator
 import os
 import re
 import signal
@@ -28,14 +27,14 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from modelyard.errors import InvalidArgument, Unavailable
 from modelyard.pipelines import records
 from modelyard.pipelines.dsl import Pipeline, parse_memory
-from modelyard.pipelines.graph import Collected, Condition, LoopItem, OutputRef, ParamRef, Task
+from modelyard.pipelines.graph import OPS, Collected, Condition, LoopItem, OutputRef, ParamRef, Task
 
 RUNNER_MODULE = "modelyard.pipelines.kfp"
 DEFAULT_GPU_TYPE = "nvidia.com/gpu"
@@ -49,9 +48,6 @@ _KFP_TYPE = dict(
     str="String", int="Integer", float="Float", bool="Boolean", list="JsonArray", dict="JsonObject"
 )
 _PY_TYPE: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
-}  # fmt: skip
 _KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _SUBVAR = re.compile(r"^[a-zA-Z_][0-9a-zA-Z_]*$")
 
@@ -380,7 +376,7 @@ class _Emitter:
 
         if isinstance(frame, Condition):
             left, right = self._value(frame.left, "condition"), self._value(frame.right, "condition")
-            block = dsl.If(_OPS[frame.op](left, right))
+            block = dsl.If(OPS[frame.op](left, right))
             block.__enter__()
             return block
         loop = self.c.graph.loops[frame]
