@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from modelyard.artifacts import artifact_store_for
-from modelyard.artifacts.http import HttpArtifactStore, UploadList, UploadSession
+from modelyard.artifacts.http import HttpArtifactStore
 from modelyard.errors import (
     Conflict,
     InvalidArgument,
@@ -32,6 +32,7 @@ from modelyard.errors import (
     Unavailable,
 )
 from modelyard.schemas import Run
+from modelyard.schemas.artifacts import UploadList, UploadSession
 from modelyard.store.rest import RestStore
 
 # The artifact store contract suite, run again here against HttpArtifactStore (through the server).

@@ -12,17 +12,21 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from modelyard.server import ServerSettings, create_app, hot_routes
+from modelyard.server import ServerSettings, create_app, hot_routes, mlflow_compat
 from modelyard.server.routes import store as store_dependency
 
 RUN = "{run}"  # replaced by each app's own run id
 
 
 def _app(tmp_path: Path, name: str, hot: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`hot`: as built; else without HotRoutes, the MLflow routes in FastAPI's router like the others."""
     with monkeypatch.context() as m:
         if not hot:
             m.setattr(hot_routes, "install", lambda app: None)
-        return create_app(ServerSettings(backend_store_uri=f"sqlite:///{tmp_path / name}", max_body_mb=1))
+        app = create_app(ServerSettings(backend_store_uri=f"sqlite:///{tmp_path / name}", max_body_mb=1))
+    if not hot:
+        app.include_router(mlflow_compat.build_router(app))
+    return app
 
 
 @pytest.fixture
@@ -131,6 +135,24 @@ def test_other_requests_and_overrides_go_through_the_router(
         body = {"run_id": run_id, **POINT}
         assert api.post("/api/2.0/mlflow/runs/log-metric", json=body).status_code == 200
         assert calls == ["/api/2.0/mlflow/runs/log-metric"]
+
+
+def test_mlflow_router_is_built_on_the_first_mlflow_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(tmp_path, "lazy.db", True, monkeypatch)
+    with TestClient(app) as api:
+        assert api.get("/api/v1/experiments/0").status_code == 200
+        hot = app.router.middleware_stack
+        assert isinstance(hot, hot_routes.HotRoutes) and hot._mlflow_router is None  # not at startup
+        missing = api.get("/api/2.0/mlflow/experiments/get", params={"experiment_id": "12345"})
+        assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        assert hot._mlflow_router is not None
+        unknown = api.get("/api/2.0/mlflow/no-such-endpoint")
+        assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+        assert api.get("/ajax-api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}).json()[
+            "experiment"
+        ]["name"] == "Default"
 
 
 def test_hot_routes_with_auth_check_roles_and_audit(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""RestStore's hot lane (log_batch over http.client) against a stub server: the headers httpx would send,
+"""RestStore's hot lane (log_batch over plain sockets) against a stub server: the headers httpx would send,
 retries, errors as the server raised them, connections the server closed; when the lane stays off. And the
 SQL store's background WAL checkpoints."""
 
@@ -30,6 +30,7 @@ class Stub(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str], bytes]] = []
+        self.raw_answers: list[bytes] = []  # written as they are, then the connection closes
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.close_after = False
         self.connections = 0
@@ -47,6 +48,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append((self.path, dict(self.headers.items()), body))
+        if self.server.raw_answers:
+            self.wfile.write(self.server.raw_answers.pop(0))
+            self.close_connection = True
+            return
         status, headers, content = self.server.answers.pop(0) if self.server.answers else (200, {}, b"{}")
         self.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -126,6 +131,25 @@ def test_lane_errors_and_retries_like_httpx(stub: Stub) -> None:
     with pytest.raises(Exception, match="HTTP 500") as info:
         store.log_batch(RUN, metrics=POINTS)
     assert type(info.value).__name__ != "Unavailable"
+
+
+def test_lane_reads_chunked_and_close_delimited_answers(stub: Stub) -> None:
+    store = RestStore(_url(stub), retries=1, backoff=0.01)
+    error = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No run with id y."}'
+    stub.raw_answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\n{\r\n1;ext=1\r\n}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n" + error,  # ends at close
+    ]
+    store.log_batch(RUN, metrics=POINTS)
+    with pytest.raises(NotFound, match="No run with id y"):
+        store.log_batch(RUN, metrics=POINTS)
+    stub.raw_answers = [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    store.log_batch(RUN, metrics=POINTS)  # garbage is retried like a connection error
+    stub.raw_answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{}"] * 2  # cut short
+    with pytest.raises(Unavailable, match="closed the connection before it answered"):
+        store.log_batch(RUN, metrics=POINTS)
+    assert len(stub.requests) == 6
 
 
 def test_lane_unreachable_server_is_unavailable() -> None:

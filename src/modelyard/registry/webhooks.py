@@ -27,13 +27,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
 from modelyard import __version__, config
 from modelyard.errors import NotFound
 from modelyard.schemas.webhooks import WebhookDelivery, WebhookPayload
 
 if TYPE_CHECKING:
+    import httpx
+
     from modelyard.store.rest_webhooks import RestWebhookStore
     from modelyard.store.sql.webhooks import DueDelivery, SqlWebhookStore
 
@@ -122,7 +122,7 @@ class WebhookDispatcher:
     ) -> None:
         self.store, self.interval_s, self.timeout_s = store, interval_s, timeout_s
         self._concurrency = max(1, concurrency)
-        self._http = client or self._new_client()
+        self._client = client  # made on the first delivery when not given: a server starts without httpx
         self._owns_http = client is None
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -131,11 +131,17 @@ class WebhookDispatcher:
         self._lock = threading.Lock()
         self.stats = DrainStats()
 
-    def _new_client(self) -> httpx.Client:
-        limits = httpx.Limits(
-            max_connections=4 * self._concurrency, max_keepalive_connections=self._concurrency
-        )
-        return httpx.Client(timeout=self.timeout_s, follow_redirects=False, limits=limits)
+    @property
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                limits = httpx.Limits(
+                    max_connections=4 * self._concurrency, max_keepalive_connections=self._concurrency
+                )
+                self._client = httpx.Client(timeout=self.timeout_s, follow_redirects=False, limits=limits)
+            return self._client
 
     # one delivery ----------------------------------------------------------------------------------------
     def attempt(self, due: DueDelivery, retry: bool = True) -> WebhookDelivery | None:
@@ -147,6 +153,8 @@ class WebhookDispatcher:
         status: int | None = None
         error: str | None = None
         started = time.perf_counter()
+        import httpx
+
         try:
             response = self._http.post(due.url, content=body, headers=headers, timeout=self.timeout_s)
             status = response.status_code
@@ -253,8 +261,8 @@ class WebhookDispatcher:
     # the background thread -------------------------------------------------------------------------------
     def start(self) -> WebhookDispatcher:
         if self._thread is None:
-            if self._owns_http and self._http.is_closed:  # started again after a stop()
-                self._http = self._new_client()
+            if self._owns_http and self._client is not None and self._client.is_closed:
+                self._client = None  # started again after a stop(): a new client on the next delivery
             self._stop.clear()
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="modelyard-webhook")
             self._thread = threading.Thread(target=self._loop, name="modelyard-webhooks", daemon=True)
@@ -278,8 +286,8 @@ class WebhookDispatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-        if self._owns_http and (thread is None or not thread.is_alive()):
-            self._http.close()
+        if self._owns_http and self._client is not None and (thread is None or not thread.is_alive()):
+            self._client.close()
 
     @property
     def running(self) -> bool:

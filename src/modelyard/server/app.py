@@ -187,15 +187,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     _document_errors(app)
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(runs.router, prefix="/api/v1")
-    from modelyard.server.mlflow_compat import router as mlflow_router
-
-    app.include_router(mlflow_router)  # the MLflow REST API and artifact proxy, for unmodified MLflow clients
     app.include_router(artifacts.router, prefix="/api/v1")
     app.include_router(models.router, prefix="/api/v1")
     app.include_router(access.router, prefix="/api/v1")
     app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(pipelines.router, prefix="/api/v1")
-    hot_routes.install(app)
+    hot_routes.install(app)  # and the MLflow REST API and artifact proxy, for unmodified MLflow clients
     if settings.auth:
         _enable_auth(app, store, settings.default_role)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))

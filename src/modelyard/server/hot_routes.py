@@ -8,6 +8,9 @@ where the router's own middleware would (inside the app's exception handling and
 body limit, auth, audit), recognises these paths with string operations, and calls the very same endpoint
 code with the arguments FastAPI would have solved. Anything else, and any request whose route FastAPI must
 see (native telemetry on, dependency overrides set, a root path), goes to the router as before.
+
+Every other MLflow path goes to the MLflow-compatible router, built on the first such request rather than
+at startup (see `mlflow_compat`); its errors reach the app's exception handlers like the router's.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.errors import ModelyardError
+from modelyard.server.mlflow_compat import PREFIXES, build_router
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
     from starlette.responses import Response
 
 V1_PREFIX, V1_SUFFIX = "/api/v1/runs/", "/log-batch"
@@ -35,15 +40,11 @@ MLFLOW_PATHS = {
 
 class HotRoutes:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
-        from modelyard.server.mlflow_compat import run_data
         from modelyard.server.routes import runs
 
         self.app, self.fastapi_app = app, fastapi_app
         self._v1_log_batch = runs.log_batch
-        self._mlflow: dict[str, Callable[..., Response]] = {
-            "log-metric": run_data.log_metric,
-            "log-batch": run_data.log_batch,
-        }
+        self._mlflow_router: APIRouter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -59,7 +60,14 @@ class HotRoutes:
                 if run_id and "/" not in run_id:  # the route's {run_id}: one non-empty segment
                     return await self._v1(run_id, scope, receive, send)
             elif (name := MLFLOW_PATHS.get(path)) is not None:
-                return await self._mlflow_call(self._mlflow[name], scope, receive, send)
+                from modelyard.server.mlflow_compat import run_data
+
+                endpoint = run_data.log_metric if name == "log-metric" else run_data.log_batch
+                return await self._mlflow_call(endpoint, scope, receive, send)
+        if scope["type"] == "http" and get_route_path(scope).startswith(PREFIXES):
+            if self._mlflow_router is None:
+                self._mlflow_router = build_router(self.fastapi_app)
+            return await self._mlflow_router(scope, receive, send)
         await self.app(scope, receive, send)
 
     async def _v1(self, run_id: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,18 +10,28 @@
     /api/3.0/mlflow/server-info     the capabilities probe the client sends before big transfers
 
 `/ajax-api/2.0/...` answers the same (the prefix MLflow's web UI uses). None of it is in /api/v1's OpenAPI
-spec: it is MLflow's contract, documented in docs/mlflow-compatibility.md.
+spec: it is MLflow's contract, documented in docs/mlflow-compatibility.md. The server builds this router on
+the first request under `PREFIXES` (see `server/hot_routes.py`): a server that no MLflow client talks to
+never spends the startup time on its ~100 routes.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import TYPE_CHECKING
 
-from modelyard.server.mlflow_compat import artifacts, experiments, logged_models, registry, run_data, runs
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow")  # mlflow-artifacts too
 
 
-def _router() -> APIRouter:
-    router = APIRouter()
+def build_router(app: FastAPI) -> APIRouter:
+    """Every MLflow route, for `app` (its dependency overrides apply, as to the app's own routes)."""
+    from fastapi import APIRouter
+
+    from modelyard.server.mlflow_compat import artifacts, experiments, logged_models, registry, run_data, runs
+
+    router = APIRouter(dependency_overrides_provider=app)
     for root in ("/api/2.0", "/ajax-api/2.0"):
         parts = (experiments.router, runs.router, run_data.router, logged_models.router)
         for part in (*parts, logged_models.outputs_router, registry.router):
@@ -31,6 +41,4 @@ def _router() -> APIRouter:
     return router
 
 
-router = _router()
-
-__all__ = ["router"]
+__all__ = ["PREFIXES", "build_router"]

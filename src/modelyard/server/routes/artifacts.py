@@ -43,7 +43,10 @@ from starlette.requests import ClientDisconnect
 
 from modelyard import config
 from modelyard.artifacts import ArtifactStore, artifact_store_for, normalize_artifact_path
-from modelyard.artifacts.http import (
+from modelyard.errors import Conflict, InvalidArgument, InvalidState, NotFound, PayloadTooLarge
+from modelyard.schemas import LifecycleStage, Run
+from modelyard.schemas.accounts import Role
+from modelyard.schemas.artifacts import (
     MAX_PARTS,
     PART_SIZE,
     SHA256_HEADER,
@@ -55,9 +58,6 @@ from modelyard.artifacts.http import (
     UploadPart,
     UploadSession,
 )
-from modelyard.errors import Conflict, InvalidArgument, InvalidState, NotFound, PayloadTooLarge
-from modelyard.schemas import LifecycleStage, Run
-from modelyard.schemas.accounts import Role
 from modelyard.server.app import error_response
 from modelyard.server.authz import require
 from modelyard.server.routes import ok, reply, store
