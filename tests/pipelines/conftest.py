@@ -29,6 +29,11 @@ def ray_cluster_address() -> Iterator[str]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Its own short temp folder: AF_UNIX socket paths must stay under 108 bytes.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    # Ray also records the newest cluster's address in /tmp/ray, whatever temp_dir says, and fails where
+    # that folder does not exist yet (a fresh machine).
+    from ray._private.utils import get_ray_address_file
+
+    os.makedirs(os.path.dirname(get_ray_address_file(None)), exist_ok=True)
     node_args: dict[str, Any] = dict(num_cpus=1, num_gpus=0, object_store_memory=80 * MB, temp_dir=temp_dir)
     cluster = Cluster(
         initialize_head=True,

@@ -477,7 +477,7 @@ class _LaneConnection:
         return data
 
     def _chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             try:
                 size = int(self._until(b"\r\n", 1024).split(b";")[0], 16)
