@@ -132,6 +132,19 @@ def test_quickstart_releases_the_best_model_through_its_gate(qs: tuple[Path, str
     assert "modelyard models show quickstart-digits" in printed
 
 
+def test_quickstart_serves_the_champion_and_sends_it_traffic(qs: tuple[Path, str]) -> None:
+    """`modelyard serve` ran on the champion: every request answered, mostly right, in batches."""
+    import re
+
+    printed = " ".join(qs[1].split())  # the console folds long lines
+    assert "Served models:/quickstart-digits@champion with modelyard serve" in printed
+    answered = re.search(r"400 requests from 8 clients: all answered, ([\d.]+)% correct", printed)
+    assert answered is not None and float(answered.group(1)) > 90
+    batched = re.search(r"batched into (\d+) model calls", printed)
+    assert batched is not None and 1 <= int(batched.group(1)) <= 400
+    assert "modelyard serve models:/quickstart-digits@champion" in printed  # the hint
+
+
 def test_quickstart_is_a_pipeline_whose_second_run_comes_from_the_cache(qs: tuple[Path, str]) -> None:
     home, printed = qs
     client = client_for(home)

@@ -19,6 +19,7 @@ from modelyard.cli.experiments import experiments
 from modelyard.cli.gc import gc
 from modelyard.cli.models import models
 from modelyard.cli.pipelines import pipelines
+from modelyard.cli.rollout import rollout
 from modelyard.cli.runs import runs
 from modelyard.cli.serve import serve
 from modelyard.cli.server import server
@@ -82,14 +83,16 @@ def cli(ctx: click.Context, tracking_uri: str | None) -> None:
     "--experiment", "-e", default="quickstart", show_default=True, help="Experiment to put the runs in."
 )
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix figures (a little faster).")
+@click.option("--no-serve", is_flag=True, help="Do not serve the released model and send it traffic.")
 @pass_state
-def quickstart(state: State, experiment: str, no_plot: bool) -> None:
+def quickstart(state: State, experiment: str, no_plot: bool, no_serve: bool) -> None:
     """Run a small training pipeline: validate data, train 4 models in parallel, release the best.
 
     Takes a few seconds, on scikit-learn's bundled digits dataset (no download). The steps load, validate and
     split the data, train four settings in parallel (each run logs its parameters, datasets, per-epoch
     train_loss and val_accuracy, accuracy and f1, a confusion matrix and the model), pick the best, register
-    it and promote it to Production through the release gates. Run it twice: the second run is cached.
+    it and promote it to Production through the release gates. Then `modelyard serve` serves the released
+    model and the quickstart sends it a few hundred requests. Run it twice: the second run is cached.
 
     \b
     Example:
@@ -99,7 +102,7 @@ def quickstart(state: State, experiment: str, no_plot: bool) -> None:
     """
     from modelyard.cli import quickstart as qs
 
-    qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri)
+    qs.run(experiment=experiment, plot=not no_plot, tracking_uri=state.tracking_uri, serve=not no_serve)
 
 
 for command in (
@@ -109,6 +112,7 @@ for command in (
     models,
     pipelines,
     serve,
+    rollout,
     db,
     gc,
     server,

@@ -5,7 +5,8 @@ It is the README's main example as a command. The pipeline (modelyard.examples.q
 bundled digits dataset (nothing is downloaded), validates and splits it, trains four settings in parallel
 (each a tracked run with its parameters, datasets, per-epoch curves, accuracy and F1, a confusion-matrix
 figure and the model), picks the best, registers it and promotes it to Production as `champion` through the
-release gates. This module runs it with a live view, then prints the comparison, the release and its lineage.
+release gates. This module runs it with a live view, then prints the comparison, the release and its lineage,
+then serves the champion with `modelyard serve` and sends it traffic.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shlex
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import subprocess
+
     from rich.console import Console
 
     from modelyard.pipelines.runner import PipelineRun
@@ -36,8 +39,10 @@ def run(
     plot: bool = True,
     tracking_uri: str | None = None,
     console: Console | None = None,
+    serve: bool = True,
 ) -> list[Run]:
-    """Run the quickstart pipeline; print a comparison and the release; return the training runs, best first."""
+    """Run the quickstart pipeline; print a comparison and the release; serve the release and send it traffic
+    (`serve`); return the training runs, best first."""
     import modelyard as my
     from modelyard import config
     from modelyard.cli.pipelines import StepsView
@@ -77,6 +82,8 @@ def run(
         _cache_summary(console, result)
         if result.steps["promote"].state in ("SUCCEEDED", "CACHED"):
             _release(console, model_name, int(result.output("register")))
+            if serve:
+                _serve_and_send(console, model_name, my.get_tracking_uri())
         _hints(console, experiment, model_name, runs[0], my.get_tracking_uri(), result.run_id)
         return runs
     finally:
@@ -136,6 +143,123 @@ def _release(console: Console, model_name: str, version: int) -> None:
     console.print(lineage_tree(my.lineage(f"models:/{model_name}/{version}", my.get_tracking_uri())))
 
 
+def _serve_and_send(
+    console: Console, model_name: str, tracking_uri: str, requests: int = 400, clients: int = 8
+) -> None:
+    """Serve models:/NAME@champion with `modelyard serve` (a process of its own, as a user would run it), send
+    it single-row Open Inference Protocol requests of digits from `clients` threads, print what came back."""
+    import http.client
+    import json
+    import os
+    import socket
+    import statistics
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.datasets import load_digits
+
+    from modelyard.cli.common import esc
+    from modelyard.errors import InvalidState
+
+    digits = load_digits()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"models:/{model_name}@champion"
+    command = [sys.executable, "-m", "modelyard", "serve", uri, "--port", str(port)]
+    env = {**os.environ, "MODELYARD_TRACKING_URI": tracking_uri}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with console.status(f"Starting modelyard serve {esc(uri)} …"):
+            _wait_ready(server, port)
+        path = f"/v2/models/{model_name}/infer"
+
+        def send(i: int, conn: http.client.HTTPConnection) -> tuple[float, bool]:
+            row = digits.data[i % len(digits.data)].tolist()
+            body = json.dumps(
+                {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP64", "data": row}]}
+            )
+            started = time.perf_counter()
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            data = json.loads(answer.read())
+            if answer.status != 200:
+                raise InvalidState(f"The model server answered {answer.status}: {data.get('error', data)}")
+            correct = int(data["outputs"][0]["data"][0]) == int(digits.target[i % len(digits.target)])
+            return time.perf_counter() - started, correct
+
+        def client(first: int) -> list[tuple[float, bool]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                return [send(i, conn) for i in range(first, requests, clients)]
+            finally:
+                conn.close()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            answers = [a for part in pool.map(client, range(clients)) for a in part]
+        wall = time.perf_counter() - started
+        batches, rows = _batch_counts(port)
+    finally:
+        server.terminate()  # SIGTERM: it drains, then exits
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    latencies = sorted(seconds * 1000 for seconds, _ in answers)
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
+    correct = sum(ok for _, ok in answers) / len(answers)
+    console.print(f"\n[bold]Served[/] {esc(uri)} with [cyan]modelyard serve[/] on http://127.0.0.1:{port}")
+    console.print(
+        f"  [green]✓[/] {len(answers)} requests from {clients} clients: all answered, {correct:.1%} correct, "
+        f"{len(answers) / wall:,.0f} requests/s, p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms"
+    )
+    if batches:
+        console.print(
+            f"  [green]✓[/] batched into {batches:,} model calls of {rows / batches:.1f} rows on average"
+        )
+
+
+def _wait_ready(server: subprocess.Popen[str], port: int, timeout: float = 120) -> None:
+    import http.client
+    import time
+
+    from modelyard.errors import InvalidState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = (server.stderr.read() if server.stderr else "").strip().splitlines()
+            raise InvalidState(f"modelyard serve exited: {error[-1] if error else server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise InvalidState(f"modelyard serve did not become ready within {timeout:.0f} s.")
+
+
+def _batch_counts(port: int) -> tuple[int, float]:
+    """(batches, rows) the server's model predicted on, from its Prometheus metrics."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics")
+    values: dict[str, float] = {}
+    for line in conn.getresponse().read().decode().splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in ("modelyard_serving_batch_size_rows_count", "modelyard_serving_batch_size_rows_sum"):
+            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return int(values.get("modelyard_serving_batch_size_rows_count", 0)), values.get(
+        "modelyard_serving_batch_size_rows_sum", 0.0
+    )
+
+
 def _table(console: Console, experiment: str, runs: list[Run]) -> None:
     from modelyard.cli.common import ID_STYLE, esc, fmt_metric, new_table
 
@@ -173,6 +297,10 @@ def _hints(
             "the released model's versions, stages and gates",
         ),
         (f"modelyard runs reproduce {best.run_id}", "the commit, command, params and data to reproduce it"),
+        (
+            f"modelyard serve models:/{shlex.quote(model_name)}@champion",
+            "serve the champion over the Open Inference Protocol, KServe v1 and /invocations",
+        ),
         (
             f'modelyard runs search --experiment {shlex.quote(experiment)} --filter "metrics.accuracy > 0.9"',
             "search runs by metric",
