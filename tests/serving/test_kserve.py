@@ -230,9 +230,18 @@ def test_names_that_are_not_dns1035_labels():
             "utilization percentage",
         ),
         (["--image", IMAGE], "--image applies to --target kserve only"),
-        (["--canary-percent", "10"], "--canary-percent applies to --target kserve only"),
-        (["--replicas", "2"], "issue 6"),
-        (["--autoscale", "1:3"], "not implemented yet"),
+        (["--canary-percent", "10"], "--canary-percent needs --canary MODEL_URI (or --target kserve)"),
+        (
+            ["--target", "kserve", "--dry-run", "--image", IMAGE, "--canary", "models:/iris/1"],
+            "--canary and --shadow serve here",
+        ),
+        (["--autoscale", "0:3"], "serving here needs MIN >= 1"),
+        (["--scale-target", "4"], "--scale-target applies to --autoscale"),
+        (["--replicas", "2", "--scale-down-delay", "5"], "--scale-down-delay applies to --autoscale"),
+        (
+            ["--target", "kserve", "--dry-run", "--image", IMAGE, "--scale-up-delay", "5"],
+            "--scale-up-delay applies to --target local only",
+        ),
     ],
 )
 def test_errors_are_one_line(args, message):

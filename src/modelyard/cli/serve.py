@@ -13,7 +13,7 @@ from modelyard.cli.common import State, err, tracking_uri_option
 
 def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     """(the name to serve under, its version, the URI to load): a `models:/` URI is pinned to the version it
-    names now (an alias or stage is read once, at start-up)."""
+    names now (an alias or stage is read at start-up; `--follow` then keeps up with it)."""
     if uri.startswith("models:/"):
         from modelyard.registry.uris import model_version_for
 
@@ -64,13 +64,27 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
 @click.option(
     "--replicas",
     type=click.IntRange(1),
-    help="Worker processes holding the model (kserve: minReplicas = maxReplicas = N).",
+    help="Worker processes holding the model; 1: the model runs in the server's process "
+    "(kserve: minReplicas = maxReplicas = N).",
 )
 @click.option(
     "--autoscale",
     metavar="MIN:MAX",
     callback=lambda _ctx, _param, value: _parse_autoscale(value),
-    help="Scale the replicas between MIN and MAX (kserve: minReplicas, maxReplicas; MIN 0 scales to zero).",
+    help="Scale the worker processes between MIN and MAX on requests in flight per replica "
+    "(kserve: minReplicas, maxReplicas; MIN 0 scales to zero there).",
+)
+@click.option(
+    "--scale-up-delay",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="[local --autoscale] Scale up only to a count wanted for this long [default: 2].",
+)
+@click.option(
+    "--scale-down-delay",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="[local --autoscale] Scale down only to a count wanted for this long [default: 30].",
 )
 @click.option(
     "--target",
@@ -104,12 +118,44 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     help="[kserve] Autoscaling metric (concurrency, rps: Knative; cpu, memory: HPA).",
 )
 @click.option(
-    "--scale-target", type=click.IntRange(1), help="[kserve] Target value of --scale-metric per replica."
+    "--scale-target",
+    type=click.IntRange(1),
+    help="Target value of --scale-metric per replica (kserve); local --autoscale: requests in flight per "
+    "replica [default: 4].",
+)
+@click.option(
+    "--canary",
+    "canary",
+    metavar="MODEL_URI",
+    help="Serve this model too, as a canary taking --canary-percent of the requests that name no version.",
 )
 @click.option(
     "--canary-percent",
     type=click.IntRange(0, 100),
-    help="[kserve] Traffic share of this version; the rest stays on the last rolled-out one.",
+    help="Traffic share of --canary [default: 10]; kserve: of this version, the rest staying on the last "
+    "rolled-out one.",
+)
+@click.option(
+    "--shadow",
+    "shadows",
+    multiple=True,
+    metavar="MODEL_URI",
+    help="Serve this model too, as a shadow: it gets a copy of every request and its answers are only "
+    "compared and logged (repeatable).",
+)
+@click.option(
+    "--follow/--no-follow",
+    default=True,
+    show_default=True,
+    help="For models:/NAME@ALIAS (or /STAGE, /latest): switch to the version it names when it moves.",
+)
+@click.option(
+    "--follow-interval",
+    type=click.FloatRange(0, min_open=True),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often --follow looks the alias or stage up.",
 )
 @click.option(
     "--cpu", callback=lambda _c, p, v: _quantity(p, v), help="[kserve] CPU per replica (e.g. 2, 500m)."
@@ -173,10 +219,16 @@ def serve(
     trusted: bool,
     replicas: int | None,
     autoscale: tuple[int, int] | None,
+    scale_up_delay: float | None,
+    scale_down_delay: float | None,
     target: str,
     log_payloads: float | None,
     payload_log_uri: str | None,
     no_metrics: bool,
+    canary: str | None,
+    shadows: tuple[str, ...],
+    follow: bool,
+    follow_interval: float,
     **kserve: Any,
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 (/v2/...), KServe v1 (/v1/models/NAME:predict)
@@ -194,6 +246,12 @@ def serve(
         -d '{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}'
     Example (a folder, larger batches, a 200 ms deadline):
       modelyard serve ./my-model --name scorer --max-batch-size 64 --timeout-ms 200
+    Example (10% of the traffic to version 5, a copy of every request to version 6; see also
+    `modelyard rollout`):
+      modelyard serve models:/iris@champion --canary models:/iris/5 --canary-percent 10 --shadow models:/iris/6
+    Example (worker processes: 4, or 1 to 8 on 4 requests in flight per replica):
+      modelyard serve models:/iris/1 --replicas 4
+      modelyard serve models:/iris/1 --autoscale 1:8 --scale-target 4 --scale-down-delay 60
     Example (a KServe InferenceService: print it, then submit it):
       modelyard serve models:/iris@champion --target kserve --dry-run \\
         --image registry.example.com/modelyard:0.1 --autoscale 1:4 --scale-metric concurrency --scale-target 4
@@ -202,7 +260,16 @@ def serve(
     """
     if replicas is not None and autoscale is not None:
         raise click.BadParameter("give --replicas or --autoscale, not both.", param_hint="'--autoscale'")
+    if target == "kserve" and (canary or shadows):
+        raise click.UsageError(
+            "--canary and --shadow serve here (--target local); with --target kserve, --canary-percent makes "
+            "this version the InferenceService's canary."
+        )
+    delays = {"scale_up_delay": scale_up_delay, "scale_down_delay": scale_down_delay}
     if target == "kserve":
+        for key, value in delays.items():
+            if value is not None:
+                raise click.UsageError(f"{_option_name(ctx, key)} applies to --target local only.")
         _serve_kserve(
             ctx,
             model_uri,
@@ -219,20 +286,26 @@ def serve(
         )
         return
     _refuse_kserve_only_options(ctx, kserve)
-    if (replicas or 1) > 1 or autoscale is not None:
-        raise click.UsageError(
-            "Local replicas and autoscaling are not implemented yet (issue 6, points 3 and 5: pending); "
-            "serve with one replica here, or use --target kserve, which maps them to minReplicas/maxReplicas."
+    if kserve["canary_percent"] is not None and canary is None:
+        raise click.UsageError("--canary-percent needs --canary MODEL_URI (or --target kserve).")
+    scaling = {"scale_target": kserve["scale_target"], **delays}
+    if autoscale is None:
+        for key, value in scaling.items():
+            if value is not None:
+                raise click.UsageError(f"{_option_name(ctx, key)} applies to --autoscale.")
+    elif autoscale[0] < 1:
+        raise click.BadParameter(
+            "serving here needs MIN >= 1: scaling to zero needs something that holds requests while a "
+            "replica starts (KServe's activator: use --target kserve).",
+            param_hint="'--autoscale'",
         )
     state = ctx.find_object(State)
     if state is not None and state.tracking_uri:
         from modelyard.tracking.fluent import set_tracking_uri
 
         set_tracking_uri(state.tracking_uri)
-    import uvicorn
-
-    from modelyard.models import load_predictor
     from modelyard.serving import BatchConfig, Deployment, create_serving_app
+    from modelyard.serving.follow import AliasFollower, followable
 
     served_name, version, load_uri = model_identity(model_uri, name)
     config = BatchConfig(
@@ -241,34 +314,101 @@ def serve(
         max_queue=max_queue,
         timeout=timeout_ms / 1000 if timeout_ms is not None else None,
     )
-    started = time.perf_counter()
-    predictor = load_predictor(load_uri, trusted=trusted)
-    load_seconds = time.perf_counter() - started
-    fraction = log_payloads if log_payloads is not None else (1.0 if payload_log_uri else 0.0)
-    payload_log = None
-    if fraction > 0:
-        from modelyard import config as settings
-        from modelyard.artifacts import join_uri
-        from modelyard.serving.payload_log import PayloadLogConfig
+    model = _served_model(served_name, version, load_uri, config, trusted, replicas, autoscale, scaling)
+    side = side_models(served_name, version, canary, shadows, config, trusted)
+    percent = kserve["canary_percent"]
+    deployment = Deployment([model, *side], canary_percent=10 if percent is None else percent)
+    background = []
+    if follow and followable(model_uri):
 
-        uri = payload_log_uri or join_uri(settings.artifact_uri(), "payload-logs")
-        payload_log = PayloadLogConfig(uri, sample=fraction)
-    deployment = Deployment.single(predictor, served_name, version, config, load_seconds=load_seconds)
-    app = create_serving_app(deployment, metrics=not no_metrics, payload_log=payload_log)
-    from modelyard.server.protocol import NoDelayHttpProtocol
+        def load(found: Any, current: Any) -> Any:
+            uri = f"models:/{found.name}/{found.version}"
+            return _served_model(
+                served_name, str(found.version), uri, config, trusted, replicas, autoscale, scaling
+            )
 
-    err().print(
-        f"[green]Serving[/] {served_name} version {version} ({predictor.flavor.name}) on http://{host}:{port}  "
-        f"(OIP v2: /v2/models/{served_name}/infer)"
+        follower = AliasFollower(
+            deployment,
+            model_uri,
+            name=served_name,
+            interval=follow_interval,
+            load=load,
+            on_switch=print_switch,
+        )
+        background.append(follower.run)
+    app = create_serving_app(
+        deployment,
+        metrics=not no_metrics,
+        payload_log=payload_log_config(log_payloads, payload_log_uri),
+        background=background,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        http=NoDelayHttpProtocol,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=30,
+    err().print(
+        f"[green]Serving[/] {served_name} version {version} ({model.predictor.flavor.name}) on "
+        f"http://{host}:{port}  (OIP v2: /v2/models/{served_name}/infer)" + _replicas_note(model)
+    )
+    for extra in side:
+        share = (
+            f" ({deployment.split(served_name).percent:g}% of the requests)" if extra.role == "canary" else ""
+        )
+        err().print(f"  {extra.role} version {extra.version}{share}: {extra.predictor.uri}")
+    if background:
+        err().print(f"  following {model_uri} (looked up every {follow_interval:g} s)")
+    run_server(app, host, port)
+
+
+def _served_model(
+    name: str,
+    version: str,
+    uri: str,
+    config: Any,
+    trusted: bool,
+    replicas: int | None,
+    autoscale: tuple[int, int] | None,
+    scaling: dict[str, Any],
+) -> Any:
+    """The `ServedModel` to serve here: the model loaded in this process (one replica), or held by worker
+    processes (`--replicas N`, `--autoscale MIN:MAX`), which the front process never loads it for."""
+    from modelyard.serving import ServedModel
+
+    started = time.perf_counter()
+    if autoscale is None and (replicas or 1) == 1:
+        from modelyard.models import load_predictor
+
+        predictor = load_predictor(uri, trusted=trusted)
+        return ServedModel(name, version, predictor, config, load_seconds=time.perf_counter() - started)
+    import logging
+
+    from modelyard.serving.autoscale import AutoscaleConfig, Autoscaler
+    from modelyard.serving.replicas import ProcessRunner
+
+    handler = logging.StreamHandler()  # replica starts, crashes and scaling decisions, at INFO
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("modelyard.serving").addHandler(handler)
+    logging.getLogger("modelyard.serving").setLevel(logging.INFO)
+    runner = ProcessRunner(uri, autoscale[0] if autoscale else replicas or 1, trusted=trusted,
+                           name=f"{name}/{version}")  # fmt: skip
+    model = ServedModel(
+        name, version, runner, config, runner=runner, load_seconds=time.perf_counter() - started
+    )
+    if autoscale is not None:
+        options = {"target": scaling["scale_target"], "scale_up_delay": scaling["scale_up_delay"],
+                   "scale_down_delay": scaling["scale_down_delay"]}  # fmt: skip
+        Autoscaler(model, AutoscaleConfig(*autoscale, **{k: v for k, v in options.items() if v is not None}))
+    return model
+
+
+def _replicas_note(model: Any) -> str:
+    """What holds the model, when worker processes do (they stand in for the predictor, see ProcessRunner)."""
+    if model.predictor is not model.runner:
+        return ""
+    workers = f"{model.replicas} worker process" + ("es" if model.replicas > 1 else "")
+    autoscaler = model.batcher.autoscaler
+    if autoscaler is None:
+        return f"  [dim]{workers}[/]"
+    config = autoscaler.config
+    return (
+        f"  [dim]{workers}, autoscaled between {config.min_replicas} and {config.max_replicas} on "
+        f"{config.target:g} requests in flight per replica[/]"
     )
 
 
@@ -281,8 +421,6 @@ _KSERVE_ONLY = (
     "kubeconfig",
     "kube_context",
     "scale_metric",
-    "scale_target",
-    "canary_percent",
     "cpu",
     "memory",
     "gpu",
@@ -428,3 +566,82 @@ def _serve_kserve(
             f"[green]{applied.action.capitalize()}[/] InferenceService {applied.name} in namespace "
             f"{applied.namespace}  (kubectl get inferenceservice {applied.name} -n {applied.namespace})"
         )
+
+
+# -- local serving pieces shared with `modelyard rollout` -------------------------------------------------------
+
+
+def side_models(
+    name: str, version: str, canary: str | None, shadows: tuple[str, ...], config: Any, trusted: bool
+) -> list[Any]:
+    """The `--canary` and `--shadow` models, served under `name` next to `version`: a registry version keeps
+    its number; another URI (a folder, runs:/) is labelled by its role (canary, shadow, shadow-2, ...)."""
+    taken, models = {version}, []
+    for role, uri in [*([("canary", canary)] if canary else []), *(("shadow", uri) for uri in shadows)]:
+        _, side_version, load_uri = model_identity(uri, name)
+        if not uri.startswith("models:/"):
+            side_version = next(label for n in range(1, len(taken) + 2)
+                                if (label := role if n == 1 else f"{role}-{n}") not in taken)  # fmt: skip
+        if side_version in taken:
+            raise click.UsageError(
+                f"{uri} is version {side_version} of {name!r}, which is served already; give another version."
+            )
+        taken.add(side_version)
+        model = _served_model(name, side_version, load_uri, config, trusted, None, None, {})
+        model.role = role
+        models.append(model)
+    return models
+
+
+def payload_log_config(fraction: float | None, uri: str | None) -> Any:
+    """The payload log of `--log-payloads FRACTION` / `--payload-log-uri URI` (None: off)."""
+    sample = fraction if fraction is not None else (1.0 if uri else 0.0)
+    if sample <= 0:
+        return None
+    from modelyard import config as settings
+    from modelyard.artifacts import join_uri
+    from modelyard.serving.payload_log import PayloadLogConfig
+
+    return PayloadLogConfig(uri or join_uri(settings.artifact_uri(), "payload-logs"), sample=sample)
+
+
+def print_switch(switch: Any) -> None:
+    """One line per move of a followed alias or stage."""
+    if switch.error is None:
+        err().print(
+            f"[green]Following[/] {switch.uri}: now serving version {switch.new_version} (was "
+            f"{switch.old_version}; loaded and switched in {switch.load_seconds:.1f} s)"
+        )
+    else:
+        err().print(
+            f"[red]Not following[/] {switch.uri} to version {switch.new_version} (still serving "
+            f"{switch.old_version}): {switch.error}"
+        )
+
+
+def run_server(app: Any, host: str, port: int, started: Any = None) -> None:
+    """Serve `app` with uvicorn until SIGINT/SIGTERM, or until `server.should_exit` is set: one worker with
+    TCP_NODELAY (see DESIGN: pitfalls), 30 s to answer what is in flight at shutdown. `started` is given the
+    uvicorn `Server` before it runs (to stop it from a background task)."""
+    import uvicorn
+
+    from modelyard.server.protocol import NoDelayHttpProtocol
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=NoDelayHttpProtocol,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    if started is not None:
+        started(server)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        raise SystemExit(3)  # uvicorn logged why (e.g. the port is taken)

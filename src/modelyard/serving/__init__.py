@@ -10,14 +10,19 @@
 from __future__ import annotations
 
 from modelyard.serving.app import create_serving_app
+from modelyard.serving.autoscale import AutoscaleConfig, Autoscaler
 from modelyard.serving.batcher import BatchConfig, Batcher, BatchStats, Runner, ThreadRunner
 from modelyard.serving.deployment import Deployment, ServedModel
+from modelyard.serving.replicas import ProcessRunner
 
 __all__ = [
+    "AutoscaleConfig",
+    "Autoscaler",
     "BatchConfig",
     "BatchStats",
     "Batcher",
     "Deployment",
+    "ProcessRunner",
     "Runner",
     "ServedModel",
     "ThreadRunner",

@@ -5,15 +5,18 @@ the stdlib json module. Every error is `{"error": message}` with the status its 
 
 The inference endpoints are wrapped once (`inference`) for Prometheus metrics (`GET /metrics`) and the
 payload log (a sample of requests and responses written as Parquet); see `metrics.py` and `payload_log.py`.
+A request that names no version is routed by the deployment (primary or canary) and mirrored to the
+name's shadows (see `router.py`); one naming a version goes to that version only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -31,6 +34,9 @@ from modelyard.serving.payload_log import PayloadLogConfig, PayloadLogger, Paylo
 
 if TYPE_CHECKING:
     from modelyard.serving.metrics import ServingMetrics
+    from modelyard.serving.router import Mirror, ShadowResult
+
+logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 REQUEST_ID_HEADER = "x-request-id"
@@ -38,14 +44,18 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class _Call:
-    """What an inference handler learned about its request, for the payload log."""
+    """What an inference handler learned about its request, for the payload log and the shadows."""
 
-    __slots__ = ("output", "payload", "request_id")
+    __slots__ = ("arrived", "mirror", "mirrored", "output", "payload", "request_id", "shadow_log")
 
-    def __init__(self) -> None:
+    def __init__(self, mirrored: bool) -> None:
         self.request_id: str | None = None
         self.payload: Payload | None = None
         self.output: Any = None
+        self.mirrored = mirrored  # routed by the split (no version named): shadows get a copy
+        self.mirror: Mirror | None = None
+        self.arrived = 0.0
+        self.shadow_log: Callable[[ShadowResult], None] | None = None  # set when the request is logged
 
 
 InferenceHandler = Callable[[Request, ServedModel, _Call], Awaitable[Response]]
@@ -70,17 +80,26 @@ def _endpoint(handler: Endpoint) -> Endpoint:
     return endpoint
 
 
+def _report_failure(task: asyncio.Future[Any]) -> None:
+    """Log a background task that died (it would otherwise fail silently while the server goes on)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("A background task of the model server failed", exc_info=task.exception())
+
+
 def create_serving_app(
     deployment: Deployment,
     *,
     metrics: bool | ServingMetrics = True,
     payload_log: PayloadLogConfig | PayloadLogger | None = None,
+    background: Sequence[Callable[[], Awaitable[Any]]] = (),
 ) -> Starlette:
     """The ASGI app serving `deployment` over OIP v2, KServe v1 and MLflow-style /invocations.
 
     `metrics`: serve Prometheus metrics at `GET /metrics` (True: in a registry of this app's own; or the
     `ServingMetrics` to update). `payload_log`: log a sample of requests and responses as Parquet (a
     `PayloadLogConfig`, or a `PayloadLogger` made by the caller); written at shutdown at the latest.
+    `background`: coroutine functions run as tasks while the app serves (an `AliasFollower`'s, a
+    `Rollout`'s `run`), cancelled at shutdown before the queues drain.
     """
     from modelyard import __version__
 
@@ -92,8 +111,7 @@ def create_serving_app(
     elif metrics is not False:
         observer = metrics
     if observer is not None:
-        for served_model in deployment.models:
-            observer.model(served_model)  # every series shows from the start, at zero
+        deployment.attach_metrics(observer)
     payloads: PayloadLogger | None = None
     if isinstance(payload_log, PayloadLogConfig):
         payloads = PayloadLogger(payload_log, observer) if payload_log.sample > 0 else None
@@ -105,6 +123,18 @@ def create_serving_app(
     def model_of(request: Request) -> ServedModel:
         params = request.path_params
         return deployment.get(params["model"], params.get("version"))
+
+    def routed(request: Request) -> ServedModel:
+        params = request.path_params
+        return deployment.route(params["model"], params.get("version"))
+
+    async def predict(model: ServedModel, call: _Call, payload: Payload) -> Any:
+        """`model`'s output for `payload`; a copy goes to the shadows when the request was routed."""
+        call.payload = payload
+        if call.mirrored:
+            call.mirror = deployment.router.mirror(model, payload, call.shadow_log)
+        call.output = await model.batcher.submit(payload)
+        return call.output
 
     async def server_metadata(request: Request) -> Response:
         return json_response({"name": "modelyard", "version": __version__, "extensions": []})
@@ -144,8 +174,8 @@ def create_serving_app(
             decoded.id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         call.request_id = decoded.id
         signature = model.signature
-        call.payload = payload = from_tensors(signature.inputs if signature else None, decoded.tensors)
-        call.output = output = await model.batcher.submit(payload)
+        payload = from_tensors(signature.inputs if signature else None, decoded.tensors)
+        output = await predict(model, call, payload)
         return json_response(protocol.encode_v2(model.name, model.version, decoded, output, signature))
 
     async def v1_metadata(request: Request) -> Response:
@@ -154,27 +184,55 @@ def create_serving_app(
 
     async def v1_predict(request: Request, model: ServedModel, call: _Call) -> Response:
         signature = model.signature
-        call.payload = payload = protocol.decode_v1(
-            await request.body(), signature.inputs if signature else None
-        )
-        call.output = output = await model.batcher.submit(payload)
+        payload = protocol.decode_v1(await request.body(), signature.inputs if signature else None)
+        output = await predict(model, call, payload)
         return json_response(protocol.predictions(output))
 
     def default_model(request: Request) -> ServedModel:
-        return deployment.get(deployment.models[0].name)  # the default version of the first model
+        return deployment.route(deployment.models[0].name)  # the first model's primary or canary
 
     async def invocations(request: Request, model: ServedModel, call: _Call) -> Response:
         signature = model.signature
-        call.payload = payload = protocol.decode_invocations(
+        payload = protocol.decode_invocations(
             await request.body(), request.headers.get("content-type"), signature.inputs if signature else None
         )
-        call.output = output = await model.batcher.submit(payload)
+        output = await predict(model, call, payload)
         return json_response(protocol.predictions(output))
+
+    def record(
+        call: _Call, model: ServedModel, protocol_name: str, status: int, latency: float, error: str | None,
+        outputs: Any, role: str,
+    ) -> PayloadRecord:  # fmt: skip
+        payload, signature = call.payload, model.signature
+        return PayloadRecord(
+            request_id=call.request_id or uuid.uuid4().hex,
+            timestamp=call.arrived,
+            model=model.name,
+            version=model.version,
+            protocol=protocol_name,
+            status=status,
+            latency=latency,
+            error=error,
+            inputs=payload.inputs if payload is not None else None,
+            outputs=outputs,
+            rows=payload.rows if payload is not None else 1,
+            input_schema=signature.inputs if signature is not None else None,
+            output_schema=signature.outputs if signature is not None else None,
+            role=role,
+        )
 
     def inference(
         name: str, resolve: Callable[[Request], ServedModel], handler: InferenceHandler
     ) -> Endpoint:
         """`handler` answering for the model `resolve` finds, counted in the metrics and payload log."""
+
+        def log_shadow(call: _Call, result: ShadowResult) -> None:
+            assert payloads is not None
+            error = result.error
+            status, message = (200, None) if error is None else (error.http_status, error.message)
+            payloads.log(
+                record(call, result.shadow, name, status, result.seconds, message, result.output, "shadow")
+            )
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
@@ -184,48 +242,44 @@ def create_serving_app(
                 if observer is not None:
                     observer.unknown(name).observe(exc.http_status, time.perf_counter() - started, exc.code)
                 return error_response(exc)
+            role = model.role
             observed = observer.endpoint(model, name) if observer is not None else None
             logged = payloads is not None and payloads.sampled()
-            arrived = time.time() if logged else 0.0
-            call = _Call()
+            call = _Call(mirrored="version" not in request.path_params)
+            if logged:
+                call.arrived = time.time()
+                call.shadow_log = lambda result: log_shadow(call, result)
             error: ModelyardError | None = None
+            status = 500  # unless the handler answers
+            model.in_flight += 1
             if observed is not None:
                 observed.start()
             try:
                 response = await handler(request, model, call)
+                status = response.status_code
             except ModelyardError as exc:
-                error, response = exc, error_response(exc)
+                error, response, status = exc, error_response(exc), exc.http_status
             except Exception:
                 if observed is not None:  # Starlette answers 500
                     observed.observe(500, time.perf_counter() - started, "INTERNAL_ERROR")
                 raise
             finally:
+                model.in_flight -= 1
                 if observed is not None:
                     observed.stop()
-            elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                deployment.router.observe(model, status, elapsed)
+                if call.request_id is None:
+                    call.request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+                if call.mirror is not None:  # the shadows compare with this answer (None: it failed)
+                    call.mirror.answered(call.output if error is None else None)
             if observed is not None:
                 observed.observe(response.status_code, elapsed, error.code if error is not None else None)
             if logged:
                 assert payloads is not None
-                payload, signature = call.payload, model.signature
+                message = error.message if error is not None else None
                 payloads.log(
-                    PayloadRecord(
-                        request_id=call.request_id
-                        or request.headers.get(REQUEST_ID_HEADER)
-                        or uuid.uuid4().hex,
-                        timestamp=arrived,
-                        model=model.name,
-                        version=model.version,
-                        protocol=name,
-                        status=response.status_code,
-                        latency=elapsed,
-                        error=error.message if error is not None else None,
-                        inputs=payload.inputs if payload is not None else None,
-                        outputs=call.output,
-                        rows=payload.rows if payload is not None else 1,
-                        input_schema=signature.inputs if signature is not None else None,
-                        output_schema=signature.outputs if signature is not None else None,
-                    )
+                    record(call, model, name, response.status_code, elapsed, message, call.output, role)
                 )
             return response
 
@@ -254,11 +308,11 @@ def create_serving_app(
             for r in (
                 route(prefix, model_metadata),
                 route(prefix + "/ready", model_ready),
-                Route(prefix + "/infer", inference("v2", model_of, infer), methods=["POST"]),
+                Route(prefix + "/infer", inference("v2", routed, infer), methods=["POST"]),
             )
         ),
         route("/v1/models/{model}", v1_metadata),
-        Route("/v1/models/{model}:predict", inference("v1", model_of, v1_predict), methods=["POST"]),
+        Route("/v1/models/{model}:predict", inference("v1", routed, v1_predict), methods=["POST"]),
         Route("/invocations", inference("invocations", default_model, invocations), methods=["POST"]),
         route("/ping", ping),
         route("/health", ping),
@@ -268,7 +322,14 @@ def create_serving_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks = [asyncio.ensure_future(work()) for work in background]
+        for task in tasks:
+            task.add_done_callback(_report_failure)
+        app.state.tasks = tasks
         yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await deployment.close()  # after the server stopped taking requests: answer what is queued
         if payloads is not None:  # then write the payload log's buffer, off the event loop
             await asyncio.get_running_loop().run_in_executor(None, payloads.close)

@@ -1,23 +1,30 @@
 """Dynamic batching of one model version's requests on the event loop, with a bounded queue.
 
 Requests queue as checked payloads. A batch closes when it holds `max_batch_size` rows, or when
-`max_batch_delay` has passed since its first request was queued (while a batch runs, the next one fills, so
+`max_batch_delay` has passed since its first request was queued (while batches run, the next one fills, so
 under load batches form without waiting). The batch runs on the model's `Runner` off the event loop and its
-output is split back to the callers by row counts.
+output is split back to the callers by row counts. Up to `runner.replicas` batches run at once (one for the
+in-process `ThreadRunner`, one per worker process for `ProcessRunner`), read again before each batch since an
+autoscaler changes it.
 
 - Isolation: if a batch of several requests fails, each request is retried alone, so only the requests that
   make the model fail get an error (`ModelyardError` from the model: its own status; `ValueError`: 400, the
-  model rejected the inputs; anything else: 500).
+  model rejected the inputs; anything else: 500). A replica that crashed is the exception: its batch fails
+  whole (`ReplicaCrashed`), as the request that killed it would take the next replica down too.
 - Overload: a request that would take the queue past `max_queue` rows is refused at once (503, Retry-After).
 - Timeout: a request not answered within `timeout` seconds (queue + run) gets 504; if it is still queued it
   leaves the queue, and a batch already running finishes without it.
-- Shutdown: `close()` refuses new requests and finishes the queued ones (draining), then stops the runner.
+- Shutdown: `close()` stops the autoscaler, refuses new requests and finishes the queued ones (draining),
+  then stops the runner.
+- Load: `in_flight` requests are queued or being predicted; `in_flight_seconds()` integrates it over time, so
+  an autoscaler reads the mean concurrency between two samples however short the requests are.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -25,13 +32,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidArgument, ModelyardError, PayloadTooLarge, Unavailable
-from modelyard.serving.errors import DeadlineExceeded, ModelFailed, Overloaded
+from modelyard.serving.errors import DeadlineExceeded, ModelFailed, Overloaded, ReplicaCrashed
 from modelyard.serving.payload import Payload, concat, split
 
+if TYPE_CHECKING:
+    from modelyard.serving.autoscale import Autoscaler
+
 logger = logging.getLogger(__name__)
+
+_SLOT_POLL_SECONDS = 0.02  # how often a loop with every replica busy looks for one added by scaling
 
 BatchListener = Callable[[int, int, float], None]
 """Called after each batch with its rows, its requests and the seconds the model took (metrics)."""
@@ -60,8 +72,8 @@ class BatchConfig:
 class Runner(abc.ABC):
     """Runs a model on a batch. `predict` blocks; `apredict` runs it without blocking the event loop.
 
-    The thread runner below holds the model in this process; a runner that hands batches to worker
-    processes (replicas) overrides `apredict` and keeps the same contract.
+    The thread runner below holds the model in this process; `ProcessRunner` (replicas.py) hands batches to
+    worker processes, and can `scale`.
     """
 
     @abc.abstractmethod
@@ -76,6 +88,12 @@ class Runner(abc.ABC):
     def replicas(self) -> int:
         """How many copies of the model answer batches (a replica runner overrides this)."""
         return 1
+
+    def scale(self, replicas: int) -> None:
+        """Run `replicas` copies of the model from now on (a runner of worker processes overrides this)."""
+        raise InvalidArgument(
+            f"{type(self).__name__} runs one copy of the model in this process; it cannot scale."
+        )
 
     def close(self) -> None:
         """Release what the runner holds (threads, processes); called once, after the last batch."""
@@ -142,20 +160,36 @@ class _Pending:
 
 class Batcher:
     """One model version's queue and batching loop. Its asyncio parts are made on first use, in the
-    event loop that serves the requests."""
+    event loop that serves the requests; so is the task of its `autoscaler` (set by `Autoscaler(model)`)."""
 
     def __init__(self, runner: Runner, config: BatchConfig | None = None, name: str = "model") -> None:
         self.runner, self.config, self.name = runner, config or BatchConfig(), name
         self.stats = BatchStats()
         self.listeners: list[BatchListener] = []  # told of every batch (rows, requests, seconds)
+        self.autoscaler: Autoscaler | None = None
+        self.in_flight = 0  # requests queued or being predicted
+        self._in_flight_seconds = 0.0  # integral of in_flight over time, up to _in_flight_changed
+        self._in_flight_changed = time.monotonic()
         self._queue: deque[_Pending] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._scaler: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()  # batches being predicted
         self._closing = False
 
     @property
     def closing(self) -> bool:
         return self._closing
+
+    @property
+    def running(self) -> int:
+        """Batches being predicted now (at most `runner.replicas`)."""
+        return len(self._running)
+
+    def in_flight_seconds(self) -> float:
+        """Request-seconds spent in flight so far: its growth between two readings divided by the time
+        between them is the mean number of requests in flight (what the autoscaler scales on)."""
+        return self._in_flight_seconds + self.in_flight * (time.monotonic() - self._in_flight_changed)
 
     async def submit(self, payload: Payload) -> Any:
         """The model's output for `payload`, predicted in a batch with other requests."""
@@ -182,27 +216,45 @@ class Batcher:
         stats.queue_rows += payload.rows
         stats.max_queue_rows = max(stats.max_queue_rows, stats.queue_rows)
         wake.set()
-        if config.timeout is None:
-            return await item.future
+        self._count_in_flight(1)
         try:
-            return await asyncio.wait_for(item.future, config.timeout)
-        except TimeoutError:
-            stats.timed_out += 1
-            self._discard(item)
-            raise DeadlineExceeded(
-                f"Model {self.name!r} did not answer within {config.timeout * 1000:g} ms "
-                f"({stats.queue_rows} rows queued); retry, or raise the server's timeout."
-            ) from None
+            if config.timeout is None:
+                return await item.future
+            try:
+                return await asyncio.wait_for(item.future, config.timeout)
+            except TimeoutError:
+                stats.timed_out += 1
+                self._discard(item)
+                raise DeadlineExceeded(
+                    f"Model {self.name!r} did not answer within {config.timeout * 1000:g} ms "
+                    f"({stats.queue_rows} rows queued); retry, or raise the server's timeout."
+                ) from None
+        finally:
+            self._count_in_flight(-1)
 
     async def close(self) -> None:
-        """Refuse new requests, answer the queued ones, then stop the batching loop and the runner."""
+        """Stop scaling, refuse new requests, answer the queued ones, then stop the batching loop and the
+        runner."""
         self._closing = True
+        if self._scaler is not None:
+            self._scaler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scaler
+            self._scaler = None
         if self._wake is not None:
             self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
+        if self._running:
+            await asyncio.wait(self._running)
         await asyncio.get_running_loop().run_in_executor(None, self.runner.close)
+
+    def _count_in_flight(self, change: int) -> None:
+        now = time.monotonic()
+        self._in_flight_seconds += self.in_flight * (now - self._in_flight_changed)
+        self._in_flight_changed = now
+        self.in_flight += change
 
     # -- the batching loop ---------------------------------------------------------------------------------
 
@@ -210,12 +262,19 @@ class Batcher:
         if self._wake is None or self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._loop(), name=f"modelyard-batcher-{self.name}")
+        if self.autoscaler is not None and self._scaler is None:
+            self._scaler = loop.create_task(self.autoscaler.run(), name=f"modelyard-autoscaler-{self.name}")
         return self._wake
 
     async def _loop(self) -> None:
         assert self._wake is not None
         wake, loop, config = self._wake, asyncio.get_running_loop(), self.config
         while True:
+            while len(self._running) >= max(1, self.runner.replicas):
+                wake.clear()
+                # a finished batch wakes the loop; a replica added by scaling does not, hence the timeout
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), _SLOT_POLL_SECONDS)
             while not self._queue:
                 if self._closing:
                     return
@@ -235,7 +294,16 @@ class Batcher:
                     break  # the waiting requests timed out
             batch = self._take()
             if batch:
-                await self._run(batch)
+                task = loop.create_task(self._run(batch))
+                self._running.add(task)
+                task.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("A batch of %s failed unexpectedly", self.name, exc_info=task.exception())
+        if self._wake is not None:
+            self._wake.set()
 
     def _take(self) -> list[_Pending]:
         """Queued requests from the head that batch with the first one, up to max_batch_size rows."""
@@ -272,8 +340,9 @@ class Batcher:
             output = await self.runner.apredict(concat([item.payload for item in batch]))
             parts = [output] if len(batch) == 1 else split(output, rows)
         except Exception as exc:
-            if len(batch) == 1:
-                self._fail(batch[0], exc)
+            if len(batch) == 1 or isinstance(exc, ReplicaCrashed):
+                for item in batch:
+                    self._fail(item, exc)
             else:
                 stats.retried_batches += 1
                 await self._run_alone(batch)

@@ -30,6 +30,14 @@ class ModelFailed(ModelyardError):
     http_status = 500
 
 
+class ReplicaCrashed(ModelFailed):
+    """A replica's worker process died while predicting this request's batch (and is being replaced).
+
+    The batch fails whole instead of being retried request by request: the request that killed the replica
+    (a segfault, the OOM killer) would take the next one down too.
+    """
+
+
 class UnsupportedMediaType(ModelyardError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     http_status = 415

@@ -11,9 +11,17 @@ tests, never collide), exposed at `GET /metrics`.
 | `modelyard_serving_batch_duration_seconds` | histogram | model, version |
 | `modelyard_serving_queue_rows` | gauge | model, version |
 | `modelyard_serving_replicas` | gauge | model, version |
+| `modelyard_serving_desired_replicas` | gauge | model, version (autoscaled versions only) |
+| `modelyard_serving_autoscale_decisions_total` | counter | model, version, direction (up, down) |
 | `modelyard_serving_model_load_seconds` | gauge | model, version |
 | `modelyard_serving_payload_log_rows_total` | counter | outcome (written, dropped) |
 | `modelyard_serving_payload_log_errors_total` | counter | |
+| `modelyard_serving_shadow_requests_total` | counter | model, version, shadow_version, outcome |
+| `modelyard_serving_shadow_rows_total` | counter | model, version, shadow_version, outcome |
+| `modelyard_serving_shadow_agreement` | gauge | model, version, shadow_version |
+
+Shadow outcomes: a mirrored request is answered, failed or dropped (the shadow's queue was full); its rows
+agreed or disagreed with the answer the client got (agreement = agreed / all rows compared).
 
 Only inference requests are counted (`protocol`: v2, v1, invocations); a request naming an unknown model or
 version is counted with empty model and version labels, so clients cannot create series at will.
@@ -26,6 +34,7 @@ and one counter increment.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -36,6 +45,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from modelyard.serving.deployment import ServedModel
@@ -117,6 +128,43 @@ class EndpointMetrics:
             errors.inc()
 
 
+class AutoscaleCollector(Collector):
+    """The autoscalers' series, read when scraped from the served models that have one (an autoscaler may be
+    attached after the app is made): the replicas each recommends now, and its decisions by direction."""
+
+    def __init__(self, models: Iterable[ServedModel]) -> None:
+        self._models = models
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        desired, decisions = self._families()
+        for model in list(self._models):
+            autoscaler = model.batcher.autoscaler
+            if autoscaler is not None:
+                desired.add_metric((model.name, model.version), autoscaler.desired)
+                for direction, count in autoscaler.counts.items():
+                    decisions.add_metric((model.name, model.version, direction), count)
+        return desired, decisions
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        labels = ("model", "version")
+        return (
+            GaugeMetricFamily(
+                "modelyard_serving_desired_replicas",
+                "Replicas the autoscaler recommends from the requests in flight, before its delays.",
+                labels=labels,
+            ),
+            CounterMetricFamily(
+                "modelyard_serving_autoscale_decisions",
+                "Autoscaling decisions, by direction (up, down).",
+                labels=(*labels, "direction"),
+            ),
+        )
+
+
 class ServingMetrics:
     """Every metric of one serving app, registered in `registry` (a new `CollectorRegistry` by default)."""
 
@@ -170,7 +218,26 @@ class ServingMetrics:
         self.payload_log_errors = Counter(
             prefix + "payload_log_errors", "Failed payload log writes.", registry=self.registry
         )
+        shadow_labels = (*model_labels, "shadow_version")
+        self.shadow_requests = counter(
+            prefix + "shadow_requests",
+            "Requests mirrored to a shadow version, by outcome: answered, failed, or dropped (queue full).",
+            (*shadow_labels, "outcome"),
+        )
+        self.shadow_rows = counter(
+            prefix + "shadow_rows",
+            "Rows of mirrored requests whose shadow output agreed with the answer given, or disagreed.",
+            (*shadow_labels, "outcome"),
+        )
+        self.shadow_agreement = Gauge(
+            prefix + "shadow_agreement",
+            "Fraction of mirrored rows whose shadow output agreed with the answer given, since the start.",
+            shadow_labels,
+            registry=self.registry,
+        )
+        self._agreement: dict[tuple[str, str, str], list[int]] = {}  # labels -> [agreed rows, rows]
         self._models: dict[ServedModel, ModelMetrics] = {}
+        self.registry.register(AutoscaleCollector(self._models))
         self._endpoints: dict[tuple[ServedModel, str], EndpointMetrics] = {}
         self._unknown: dict[str, EndpointMetrics] = {}
 
@@ -194,6 +261,36 @@ class ServingMetrics:
         if found is None:
             found = self._unknown[protocol] = EndpointMetrics(self, None, ("", "", protocol))
         return found
+
+    def forget(self, model: ServedModel) -> None:
+        """Stop reporting the gauges of `model`, which was drained (its counters and histograms stay)."""
+        if self._models.pop(model, None) is None:
+            return
+        for key in [key for key in self._endpoints if key[0] is model]:
+            del self._endpoints[key]
+        labels = (model.name, model.version)
+        if any(m.name == model.name and m.version == model.version for m in self._models):
+            return  # the same version is served again by a new object, which set the gauges itself
+        for gauge in (self.in_flight, self.queue_rows, self.replicas):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+
+    def shadow_request(self, model: ServedModel, shadow: ServedModel, outcome: str) -> None:
+        """Count one request of `model` mirrored to `shadow`: answered, failed or dropped."""
+        self.shadow_requests.labels(model.name, model.version, shadow.version, outcome).inc()
+
+    def shadow_compared(self, model: ServedModel, shadow: ServedModel, rows: int, agreed: int) -> None:
+        """Count how many of a mirrored request's `rows` the shadow answered as `model` did."""
+        labels = (model.name, model.version, shadow.version)
+        self.shadow_rows.labels(*labels, "agreed").inc(agreed)
+        self.shadow_rows.labels(*labels, "disagreed").inc(rows - agreed)
+        totals = self._agreement.setdefault(labels, [0, 0])
+        totals[0] += agreed
+        totals[1] += rows
+        if totals[1]:
+            self.shadow_agreement.labels(*labels).set(totals[0] / totals[1])
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

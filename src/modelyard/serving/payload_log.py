@@ -7,8 +7,9 @@ UTC day each request arrived:
     <uri>/<model>/<version>/date=YYYY-MM-DD/part-<YYYYMMDDTHHMMSSffffffZ>-<uuid8>.parquet
 
 One row per input row of a request. Columns: `request_id`, `timestamp` (arrival, UTC), `model`, `version`,
-`protocol` (v2, v1, invocations), `status` (HTTP), `latency_ms`, `error` (null on success), `row` (the row's
-index in its request), then `input.<name>` per input column or tensor and `output.<name>` per output
+`role` (primary, canary, version when the request named it; shadow for a shadow's answer to a copy of a
+request, logged apart under its own version with the same request id), `protocol` (v2, v1, invocations),
+`status` (HTTP), `latency_ms`, `error` (null on success), `row` (the row's index in its request), then `input.<name>` per input column or tensor and `output.<name>` per output
 (a tensor with more than one dimension gives each row its slice as a list column). A request whose
 body could not be decoded has no input columns; a failed request has no output columns. A request whose
 inputs or outputs share no row dimension is logged as one row holding the whole tensors.
@@ -57,6 +58,7 @@ META_COLUMNS = (
     "timestamp",
     "model",
     "version",
+    "role",
     "protocol",
     "status",
     "latency_ms",
@@ -107,6 +109,7 @@ class PayloadRecord:
     rows: int
     input_schema: Schema | None = None
     output_schema: Schema | None = None
+    role: str = "primary"  # how the version answered: primary, canary, version (named), shadow (a copy)
 
 
 class PayloadLogger:
@@ -304,6 +307,7 @@ def _table(group: list[tuple[PayloadRecord, int, dict[str, Any]]]) -> pa.Table:
         "timestamp": pa.array(micros, pa.timestamp("us", tz="UTC")),
         "model": repeat([r.model for r in records], pa.string()),
         "version": repeat([r.version for r in records], pa.string()),
+        "role": repeat([r.role for r in records], pa.string()),
         "protocol": repeat([r.protocol for r in records], pa.string()),
         "status": pa.array(np.repeat(np.array([r.status for r in records], dtype=np.int16), counts)),
         "latency_ms": pa.array(np.repeat(np.array([r.latency * 1000 for r in records]), counts)),
