@@ -166,7 +166,7 @@ def rollout(
     with `modelyard models events NAME`.
 
     \b
-    Example (promote version 5 to @champion if it holds at 10%, 50% and 100% for 5 minutes each):
+    Example: promote version 5 to @champion if it holds at 10%, 50% and 100% for 5 minutes each
       modelyard rollout models:/iris@champion models:/iris/5 --max-error-rate 1% --max-p99-ms 250
     Example (a quick rollout that must agree with Production, then exits; for CI):
       modelyard rollout models:/iris/Production models:/iris/6 --steps 25,100 --hold 2m \\
