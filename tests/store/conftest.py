@@ -16,7 +16,7 @@ def _reset_postgres(url: str) -> None:
     with engine.begin() as conn:
         names = sa.inspect(conn).get_table_names()
         everything = ("experiments", "datasets", "users", "audit_log", "registered_models", "stage_transitions",
-                      "registry_events", "webhooks", "pipeline_schedules")  # fmt: skip
+                      "registry_events", "webhooks", "pipeline_schedules", "deployments")  # fmt: skip
         tables = [t for t in everything if t in names]
         if tables:
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -15,6 +15,7 @@ from modelyard.cli.access import audit, permissions, tokens, users
 from modelyard.cli.artifacts import artifacts
 from modelyard.cli.common import State, err, pass_state
 from modelyard.cli.db import db
+from modelyard.cli.deployments import deployments
 from modelyard.cli.experiments import experiments
 from modelyard.cli.gc import gc
 from modelyard.cli.models import models
@@ -113,6 +114,7 @@ for command in (
     pipelines,
     serve,
     rollout,
+    deployments,
     db,
     gc,
     server,

@@ -405,7 +405,8 @@ def delete(state: State, name: str, version: str | None, force: bool, yes: bool)
 @json_option
 @pass_state
 def lineage(state: State, model_uri: str, as_json: bool) -> None:
-    """Print where a model came from: its run, code commit (and diff), parameters and datasets, as a tree.
+    """Print where a model came from: its run, code commit (and diff), parameters and datasets, as a tree;
+    and, for a registered version, the deployments that served it.
 
     \b
     Example:
@@ -420,16 +421,22 @@ def lineage(state: State, model_uri: str, as_json: bool) -> None:
     out().print(lineage_tree(graph))
 
 
+DEPLOYMENT_IN_LABEL = {"endpoint", "state", "role", "percent", "created_time"}  # said by its label already
+
+
 def lineage_tree(graph: Lineage) -> Tree:
-    """A lineage graph as a rich tree, from the model down to its run, code, params and data."""
+    """A lineage graph as a rich tree, from the model down to its run, code, params and data (and the
+    deployments that served it)."""
     from rich.tree import Tree
 
     def label(node_id: str, relation: str | None = None) -> str:
         node = graph.node(node_id)
         head = f"[{DIM}]{relation}:[/] " if relation else ""
-        attrs = {k: v for k, v in node.attributes.items() if k != "metrics"}
-        if "start_time" in attrs:
-            attrs["start_time"] = fmt_time(attrs["start_time"])
+        hidden = {"metrics"} | (DEPLOYMENT_IN_LABEL if node.kind == "deployment" else set())
+        attrs = {k: v for k, v in node.attributes.items() if k not in hidden}
+        for key in ("start_time", "updated_time"):
+            if key in attrs:
+                attrs[key] = fmt_time(attrs[key])
         if node.kind == "run" and node.attributes.get("metrics"):
             attrs["metrics"] = ", ".join(f"{k}={v:.4g}" for k, v in node.attributes["metrics"].items())
         body = "  ".join(

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from modelyard.schemas import Run
+from modelyard.schemas.deployments import Deployment
 from modelyard.tracking.context import DIFF_ARTIFACT, PACKAGES_ARTIFACT, TAG_PREFIX
 
 GIT = TAG_PREFIX + "source.git."
@@ -15,7 +16,7 @@ GIT = TAG_PREFIX + "source.git."
 
 class LineageNode(BaseModel):
     id: str
-    kind: str  # model_version, run, parent_run, code, dataset, params
+    kind: str  # model_version, run, parent_run, code, dataset, params, deployment
     label: str
     attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -23,7 +24,7 @@ class LineageNode(BaseModel):
 class LineageEdge(BaseModel):
     source: str
     target: str
-    relation: str  # produced_by, child_of, code, input, params
+    relation: str  # produced_by, child_of, code, input, params, served_by (version -> deployment)
 
 
 class Lineage(BaseModel):
@@ -85,9 +86,70 @@ def reproduction(run: Run) -> Reproduction:
     )
 
 
-def lineage(model_uri: str, tracking_uri: str | None = None) -> Lineage:
+def deployment_node(deployment: Deployment, name: str, version: int) -> LineageNode:
+    """A deployment as a lineage node: "iris on http://host:8080 (RUNNING, 90%)", with its share of the
+    version's traffic now ("canary 10%", "shadow 100%", "was 90%" once stopped, "not in its traffic now")."""
+    entry = deployment.share_of(name, version)
+    if entry is None:
+        share = "not in its traffic now"
+    else:
+        role = "" if entry.role.value == "primary" else f"{entry.role.value} "
+        share = f"{'was ' if deployment.state.is_final else ''}{role}{entry.percent:g}%"
+    attributes: dict[str, Any] = {
+        "deployment_id": deployment.deployment_id,
+        "target": deployment.target.value,
+        "state": deployment.state.value,
+        "endpoint": deployment.endpoint,
+        "role": entry.role.value if entry is not None else None,
+        "percent": entry.percent if entry is not None else None,
+        "created_time": deployment.created_time,
+        "updated_time": deployment.updated_time,
+        "created_by": deployment.created_by,
+    }
+    return LineageNode(
+        id=f"deployment:{deployment.deployment_id}",
+        kind="deployment",
+        label=f"{deployment.name} on {deployment.endpoint} ({deployment.state.value}, {share})",
+        attributes={k: v for k, v in attributes.items() if v is not None},
+    )
+
+
+def _add_deployments(
+    nodes: list[LineageNode],
+    edges: list[LineageEdge],
+    root: str,
+    name: str,
+    version: int,
+    tracking_uri: str,
+    limit: int,
+) -> None:
+    """The deployments that served (or serve) the version, newest first, at most `limit` of them."""
+    if limit <= 0:
+        return
+    from modelyard.errors import ModelyardError
+    from modelyard.registry.deployments import deployment_store_for
+
+    store = deployment_store_for(tracking_uri)
+    try:
+        found = store.list_deployments(model_name=name, version=version, limit=limit)
+    except ModelyardError as exc:
+        # A server older than deployment records answers its unknown route with an error code this client
+        # has no class for (ENDPOINT_NOT_FOUND): lineage without deployments, then. Known errors stand.
+        if type(exc) is not ModelyardError:
+            raise
+        found = []
+    finally:
+        store.close()
+    for deployment in found:
+        node = deployment_node(deployment, name, version)
+        nodes.append(node)
+        edges.append(LineageEdge(source=root, target=node.id, relation="served_by"))
+
+
+def lineage(model_uri: str, tracking_uri: str | None = None, max_deployments: int = 20) -> Lineage:
     """The graph from a model (`models:/...` or `runs:/<run_id>/<path>`) to its run, that run's parent (e.g.
-    the pipeline run), code (commit, and diff when dirty), parameters and datasets."""
+    the pipeline run), code (commit, and diff when dirty), parameters and datasets; and, for a registered
+    version, to the deployments that served it (the `max_deployments` newest)."""
     from modelyard.errors import InvalidArgument
     from modelyard.registry.client import run_id_of
     from modelyard.registry.uris import model_version_for
@@ -114,6 +176,7 @@ def lineage(model_uri: str, tracking_uri: str | None = None) -> Lineage:
             )
         )
         run_id = mv.run_id or run_id_of(mv.source)
+        _add_deployments(nodes, edges, root, mv.name, mv.version, tracking_uri, max_deployments)
     else:
         run_id = run_id_of(model_uri)
         if run_id is None:

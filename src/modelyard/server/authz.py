@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -515,3 +515,31 @@ class AuthorizedRegistry(ModelRegistryStore):
         else:
             self.require_model(name, Role.READ)
         return self.inner.list_events(name, after_id, max_results)
+
+
+def require_models(
+    who: Principal | None,
+    authz: Authorizer | None,
+    names: Iterable[str],
+    needed: Role,
+    targets: list[str] | None = None,
+) -> None:
+    """Check a role on each registered model, for records kept beside the registry (deployments: EDIT on
+    every model of the traffic split to write one, READ to read it); a no-op with auth off."""
+    if who is None or authz is None:
+        return
+    for name in sorted(set(names)):
+        if targets is not None and f"model:{name}" not in targets:
+            targets.append(f"model:{name}")
+        authz.require(who, MODEL, name, needed)
+
+
+def may_read_models(who: Principal | None, authz: Authorizer | None, names: Iterable[str]) -> bool:
+    """Whether the caller holds READ on every one of these registered models (always, with auth off)."""
+    if who is None or authz is None or who.is_admin:
+        return True
+    for name in set(names):
+        role = authz.role(who, MODEL, name)
+        if role is None or not role.allows(Role.READ):
+            return False
+    return True

@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0005"
+SCHEMA_VERSION = "0006"
 
 metadata = MetaData()
 
@@ -353,4 +353,59 @@ pipeline_schedules = Table(
     Column("created_by", String(256)),
     Column("created_time", BigInteger, nullable=False),
     Index("ix_pipeline_schedules_due", "enabled", "next_run_time"),
+)
+
+# Added by revision 0006: deployment records (see store/sql/deployments.py). `traffic` is the current split
+# as JSON; `deployment_versions` lists every model version a deployment's traffic ever held (version 0: a
+# model that is not a registered version), so "the deployments of a version" is one indexed query.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("deployment_id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("traffic", Text, nullable=False, server_default="[]"),  # JSON list of TrafficEntry
+    Column("info", Text, nullable=False, server_default="{}"),  # JSON object
+    Column("created_by", String(256)),
+    Column("created_time", BigInteger, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
+    Index("ix_deployments_created", "created_time"),
+    Index("ix_deployments_state", "state"),
+)
+
+deployment_versions = Table(
+    "deployment_versions",
+    metadata,
+    Column(
+        "deployment_id",
+        String(64),
+        ForeignKey("deployments.deployment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("model_name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),  # 0: not a registered version
+    Column("first_time", BigInteger, nullable=False),
+    Index("ix_deployment_versions_model", "model_name", "version"),
+)
+
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "deployment_id",
+        String(64),
+        ForeignKey("deployments.deployment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("time", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("state", String(16), nullable=False),
+    Column("traffic", Text, nullable=False, server_default="[]"),
+    Column("details", Text, nullable=False, server_default="{}"),
+    Column("user", String(256)),
+    Index("ix_deployment_events_deployment", "deployment_id", "event_id"),
 )
