@@ -173,11 +173,24 @@ def test_serve_splits_mirrors_and_follows_from_the_command_line():
                 if four in versions:
                     break
                 time.sleep(0.1)
-            assert versions == {two, four}  # the canary stays; the primary followed the alias
+            assert four in versions
+            after = {http.post("/v2/models/m/infer", json=body).json()["model_version"] for _ in range(8)}
+            assert after == {two, four}  # the canary stays; the primary followed the alias
     finally:
         assert server.stop(), server.output()
     assert f"canary version {two} (50% of the requests)" in server.output()
     assert f"Following models:/m@champion: now serving version {four} (was {one}" in server.output()
+    # the deployment was recorded from start to stop, the alias move as a promotion
+    from modelyard.registry.deployments import deployment_store_for
+
+    store = deployment_store_for()
+    (record,) = store.list_deployments(model_name="m", version=int(four))
+    assert record.state.value == "STOPPED" and record.info["follows"] == "models:/m@champion"
+    assert [(t.version, t.percent, t.role.value) for t in record.traffic] == [
+        (int(four), 50.0, "primary"), (int(two), 50.0, "canary"), (int(three), 100.0, "shadow"),
+    ]  # fmt: skip
+    kinds = [e.kind.value for e in store.list_events(record.deployment_id)]
+    assert kinds == ["started", "traffic_changed", "promoted", "stopped"], kinds  # loaded, switched, stopped
 
 
 def test_a_canary_or_shadow_cannot_be_a_version_served_already():

@@ -13,7 +13,7 @@ from modelyard.cli.serve import (
     _served_model,
     model_identity,
     payload_log_config,
-    run_server,
+    run_recorded,
     serve,
     side_models,
 )
@@ -31,6 +31,7 @@ _SERVE_OPTIONS = (
     "log_payloads",
     "payload_log_uri",
     "no_metrics",
+    "no_record",
 )
 
 
@@ -155,6 +156,7 @@ def rollout(
     log_payloads: float | None,
     payload_log_uri: str | None,
     no_metrics: bool,
+    no_record: bool,
 ) -> None:
     """Roll CANDIDATE_URI out over MODEL_URI while serving: the candidate takes a growing share of the
     requests (--steps), each step held for --hold while its guards are checked on the candidate's requests
@@ -163,7 +165,8 @@ def rollout(
     promoted in the registry (MODEL_URI's alias or stage, or --alias/--stage) and serves alone.
 
     Every step's numbers and decision are recorded as rollout.* tags of the candidate's version: see them
-    with `modelyard models events NAME`.
+    with `modelyard models events NAME`. The traffic at each step and the outcome are also recorded in the
+    deployment's history: see `modelyard deployments list --model NAME`.
 
     \b
     Example: promote version 5 to @champion if it holds at 10%, 50% and 100% for 5 minutes each
@@ -262,7 +265,10 @@ def rollout(
         f"{format_duration(hold)} each; guards: {plan.guards.describe()}; "
         f"then {plan.target} -> version {candidate}"
     )
-    run_server(app, host, port, started=servers.append)
+    info = {"rollout": f"version {candidate} over version {version}"}
+    run_recorded(
+        app, deployment, served_name, host, port, record=not no_record, info=info, started=servers.append
+    )
     if exit_when_done and not (results and results[0].outcome == "promoted"):
         ctx.exit(1)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import PurePosixPath
 from typing import Any
@@ -204,6 +206,11 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     help="Folder, file:// or s3:// URI for payload logs [default: <artifact root>/payload-logs].",
 )
 @click.option("--no-metrics", is_flag=True, help="Do not serve Prometheus /metrics.")
+@click.option(
+    "--no-record",
+    is_flag=True,
+    help="Do not record the deployment (traffic split, changes, state) in the tracking store.",
+)
 @tracking_uri_option
 @click.pass_context
 def serve(
@@ -225,6 +232,7 @@ def serve(
     log_payloads: float | None,
     payload_log_uri: str | None,
     no_metrics: bool,
+    no_record: bool,
     canary: str | None,
     shadows: tuple[str, ...],
     follow: bool,
@@ -353,7 +361,8 @@ def serve(
         err().print(f"  {extra.role} version {extra.version}{share}: {extra.predictor.uri}")
     if background:
         err().print(f"  following {model_uri} (looked up every {follow_interval:g} s)")
-    run_server(app, host, port)
+    info = {"follows": model_uri} if background else {}
+    run_recorded(app, deployment, served_name, host, port, record=not no_record, info=info)
 
 
 def _served_model(
@@ -619,6 +628,33 @@ def print_switch(switch: Any) -> None:
         )
 
 
+def run_recorded(
+    app: Any,
+    deployment: Any,
+    name: str,
+    host: str,
+    port: int,
+    *,
+    record: bool,
+    info: dict[str, Any] | None = None,
+    started: Any = None,
+) -> None:
+    """`run_server`, with the deployment of `name` recorded in the tracking store (`record`) from start to
+    stop, every change of its routing in between (see serving/recording.py)."""
+    if not record:
+        return run_server(app, host, port, started)
+    from modelyard.serving.recording import DeploymentLog, endpoint_for
+
+    log = DeploymentLog.start(deployment, name, endpoint_for(host, port), info)
+    try:
+        run_server(app, host, port, started)
+    except SystemExit:
+        log.failed(f"could not serve on {host}:{port}")
+        raise
+    finally:
+        log.stop()
+
+
 def run_server(app: Any, host: str, port: int, started: Any = None) -> None:
     """Serve `app` with uvicorn until SIGINT/SIGTERM, or until `server.should_exit` is set: one worker with
     TCP_NODELAY (see DESIGN: pitfalls), 30 s to answer what is in flight at shutdown. `started` is given the
@@ -639,9 +675,17 @@ def run_server(app: Any, host: str, port: int, started: Any = None) -> None:
     server = uvicorn.Server(config)
     if started is not None:
         started(server)
+    # uvicorn re-raises SIGTERM once it has shut down gracefully, which would end the process before the
+    # command's own clean-up (the deployment record's stop): the handler it restores and re-raises to only
+    # asks the server to exit, as uvicorn's own does.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True)) if main else None
     try:
         server.run()
     except KeyboardInterrupt:
         pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise SystemExit(3)  # uvicorn logged why (e.g. the port is taken)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 ROLES = ("primary", "canary", "shadow", "version")
 DRAIN_SECONDS = 60.0  # longest a version leaving waits for its requests in flight before it closes anyway
+ChangeListener = Callable[[str, str, dict[str, Any]], None]
+"""Told of each change of a deployment's routing: (kind, message, details); see `Deployment.changed`."""
 
 
 @dataclass(eq=False)
@@ -84,6 +86,7 @@ class Deployment:
     def __init__(self, models: Iterable[ServedModel], canary_percent: float = 0.0) -> None:
         self.router = Router()
         self.metrics: ServingMetrics | None = None  # set by the serving app (`attach_metrics`)
+        self.listeners: list[ChangeListener] = []  # told of every change of the routing (see `changed`)
         self._versions: dict[str, dict[str, ServedModel]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         models = list(models)
@@ -178,6 +181,9 @@ class Deployment:
         self._attach(model)
         if self.metrics is not None:
             self.metrics.model(model)
+        self.changed(
+            "traffic_changed", f"now serving version {model.version} of {model.name} as {model.role}"
+        )
 
     def set_canary_percent(self, name: str, percent: float) -> None:
         """Send `percent` of the requests to the name's canary (100: all of them), the rest to the primary."""
@@ -185,6 +191,7 @@ class Deployment:
         if split.canary is None:
             raise InvalidArgument(f"Model {name!r} has no canary to send traffic to.")
         split.percent = percent
+        self.changed("traffic_changed", f"canary version {split.canary.version} of {name} at {percent:g}%")
 
     def mirror(self, name: str, version: str) -> None:
         """Also send `version` a copy of the requests the other versions answer (a canary whose agreement
@@ -207,6 +214,7 @@ class Deployment:
         if new in split.shadows:
             split.shadows.remove(new)
         split.primary, new.role = new, "primary"
+        self.changed("promoted", f"version {new.version} of {name} answers in place of version {old.version}")
         await self._retire(old)
 
     async def replace(self, model: ServedModel) -> None:
@@ -222,12 +230,21 @@ class Deployment:
             raise InvalidArgument(
                 f"Version {version!r} is the primary of {name!r}: promote another version first."
             )
-        await self._retire(model)
+        await self._retire(model, f"stopped serving version {version} of {name}")
 
     async def close(self) -> None:
         """Drain every model's queue, then release the runners."""
         await asyncio.gather(*(m.batcher.close() for m in self.models), *list(self._retiring))
         await self.router.settle(timeout=10.0)  # shadows' answers, compared and logged
+
+    def changed(self, kind: str, message: str, **details: Any) -> None:
+        """Tell the listeners the routing changed: `kind` traffic_changed, promoted or rolled_back (a rollout
+        says so), or note; a listener that fails is logged, never raised into the change."""
+        for listener in self.listeners:
+            try:
+                listener(kind, message, details)
+            except Exception:
+                logger.exception("A deployment listener failed on %r", message)
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -258,9 +275,9 @@ class Deployment:
         elif model.role == "shadow":
             split.shadows.append(model)
 
-    async def _retire(self, model: ServedModel) -> None:
-        """Take `model` out of the routing now, then drain it: wait for its requests in flight, answer its
-        queue, close its runner."""
+    async def _retire(self, model: ServedModel, message: str | None = None) -> None:
+        """Take `model` out of the routing now (`message`: tell the listeners), then drain it: wait for its
+        requests in flight, answer its queue, close its runner."""
         split = self.router.splits[model.name]
         if split.canary is model:
             split.canary = None
@@ -270,6 +287,8 @@ class Deployment:
         if versions.get(model.version) is model:
             del versions[model.version]
         model.role = "retired"
+        if message is not None:
+            self.changed("traffic_changed", message)
         task = asyncio.ensure_future(self._drain(model))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

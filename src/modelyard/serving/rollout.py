@@ -194,9 +194,9 @@ class Rollout:
         await asyncio.to_thread(self.check_gates)
         await self._forget_last_rollout()
         steps = " -> ".join(f"{p:g}%" for p in plan.steps)
-        await self._tag(
-            "state", f"running: {steps}, {format_duration(plan.hold)} each; guards: {plan.guards.describe()}"
-        )
+        started = f"running: {steps}, {format_duration(plan.hold)} each; guards: {plan.guards.describe()}"
+        await self._tag("state", started)
+        self.deployment.changed("note", f"rollout of version {plan.candidate} {started}", state="ROLLING_OUT")
         try:
             for index, percent in enumerate(plan.steps, start=1):
                 report = await self._step(index, percent)
@@ -210,6 +210,7 @@ class Rollout:
             return await self._promote()
         except asyncio.CancelledError:
             self.deployment.split(plan.name).percent = 0.0
+            self.deployment.changed("rolled_back", "rollout aborted: the server stopped during the rollout")
             self._tag_now("state", "aborted: the server stopped during the rollout")
             raise
 
@@ -280,6 +281,7 @@ class Rollout:
         plan = self.plan
         self.deployment.set_canary_percent(plan.name, 0.0)
         await self.deployment.remove(plan.name, plan.candidate)
+        self.deployment.changed("rolled_back", f"rolled back version {plan.candidate}: {reason}")
         await self._tag("reason", reason)
         await self._tag("state", f"rolled back; version {self.current.version} kept serving")
         logger.warning("Rolled back %s version %s: %s", plan.name, plan.candidate, reason)
