@@ -20,7 +20,7 @@ _REGISTERED = re.compile(r"^models:/(?P<name>[^@]+)/(?P<version>\d+)$")
 
 def traffic_of(deployment: Deployment, name: str) -> list[TrafficEntry]:
     """The split of `name` now: primary and canary shares (adding up to 100), shadows at 100 (mirrored)."""
-    from modelyard.schemas.deployments import TrafficEntry
+    from modelyard.schemas.deployments import TrafficEntry, TrafficRole
 
     split = deployment.split(name)
     canary = split.percent if split.canary is not None else 0.0
@@ -28,7 +28,10 @@ def traffic_of(deployment: Deployment, name: str) -> list[TrafficEntry]:
     if split.canary is not None:
         served.append((split.canary, canary, "canary"))
     served += [(shadow, 100.0, "shadow") for shadow in split.shadows if shadow is not split.canary]
-    return [TrafficEntry(**_identity(model), percent=percent, role=role) for model, percent, role in served]
+    return [
+        TrafficEntry(**_identity(model), percent=percent, role=TrafficRole(role))
+        for model, percent, role in served
+    ]
 
 
 def endpoint_for(host: str, port: int) -> str:
