@@ -4,6 +4,7 @@ against an in-process fake API server (no cluster runs here)."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def run(*args: str) -> Any:
 def register_in_bucket(name: str, bucket: str = "s3://models-bucket/exp") -> str:
     """A model version whose files are in an object store (nothing is written there: only URIs are read)."""
     client = Client()
-    experiment_id = client.create_experiment(f"kserve-{name}", artifact_location=bucket)
+    experiment_id = client.create_experiment(
+        f"kserve-{name}-{uuid.uuid4().hex[:8]}", artifact_location=bucket
+    )
     run_id = client.create_run(experiment_id).info.run_id
     RegistryClient().register_model(f"runs:/{run_id}/model", name)
     return run_id
@@ -300,7 +303,8 @@ def test_apply_creates_then_updates(tmp_path: Path):
         ]
         result = run(*base, "--namespace", "models", "--canary-percent", "10")
         assert result.exit_code == 0, result.output
-        assert "Created InferenceService iris in namespace models" in result.output
+        assert "Created InferenceService iris in namespace models" in result.output, result.output
+
         stored = api.get(*isvc[:2], "models", isvc[2], "iris")
         assert stored is not None and predictor_of(stored)["canaryTrafficPercent"] == 10
         result = run(*base, "--namespace", "models", "--replicas", "2")  # promote: the canary percent goes
@@ -311,6 +315,28 @@ def test_apply_creates_then_updates(tmp_path: Path):
         assert predictor_of(stored)["minReplicas"] == 2
         result = run(*base)  # the kubeconfig context has no namespace: "default"
         assert result.exit_code == 0 and "namespace default" in result.output
+        # each InferenceService is recorded as a deployment (target kserve), its updates in its history
+        from modelyard.registry.deployments import deployment_store_for
+
+        store = deployment_store_for()
+        records = {d.endpoint: d for d in store.list_deployments(name="iris")}
+        assert records.keys() == {
+            "http://iris.models.svc.cluster.local",
+            "http://iris.default.svc.cluster.local",
+        }
+        record = records["http://iris.models.svc.cluster.local"]
+        assert record.target.value == "kserve" and record.info["image"] == IMAGE
+        assert [(t.model_name, t.version, t.percent) for t in record.traffic] == [("iris", 1, 100.0)]
+        events = store.list_events(record.deployment_id)
+        assert [e.kind.value for e in events] == ["started", "traffic_changed"]
+        register_in_bucket("iris")  # version 2: a 20% canary of version 1
+        canary = ["models:/iris/2", *base[1:], "--namespace", "models", "--canary-percent", "20"]
+        assert run(*canary).exit_code == 0
+        record = store.get_deployment(record.deployment_id)
+        assert record.state.value == "ROLLING_OUT"
+        assert [(t.version, t.percent, t.role.value) for t in record.traffic] == [
+            (1, 80.0, "primary"), (2, 20.0, "canary"),
+        ]  # fmt: skip
         api.served = set()
         result = run(*base)
         assert (

@@ -575,6 +575,50 @@ def _serve_kserve(
             f"[green]{applied.action.capitalize()}[/] InferenceService {applied.name} in namespace "
             f"{applied.namespace}  (kubectl get inferenceservice {applied.name} -n {applied.namespace})"
         )
+        _record_kserve(applied, model_uri, name, kserve["canary_percent"], kserve["image"])
+
+
+def _record_kserve(applied: Any, model_uri: str, name: str | None, canary: int | None, image: str) -> None:
+    """Record an applied InferenceService in the tracking store: a new deployment (STARTING: the cluster
+    rolls it out), or the next change of the one recorded for it — KServe's canaryTrafficPercent sends that
+    share to the new version and keeps the rest on the last one rolled out."""
+    from modelyard.errors import ModelyardError
+    from modelyard.registry.deployments import deployment_store_for
+
+    served, version, uri = model_identity(model_uri, name)
+    new: dict[str, Any] = {"model_name": served, "version": None, "model_uri": uri}
+    if uri.startswith("models:/"):
+        new = {"model_name": uri.split("/")[1], "version": int(version), "model_uri": uri}
+    endpoint = f"http://{applied.name}.{applied.namespace}.svc.cluster.local"  # its address in the cluster
+    try:
+        store = deployment_store_for()
+        found = [
+            d
+            for d in store.list_deployments(name=applied.name)
+            if d.endpoint == endpoint and d.state.value != "STOPPED"
+        ]
+        if not found:
+            traffic = [{**new, "percent": 100, "role": "primary"}]
+            info = {"namespace": applied.namespace, "inferenceservice": applied.name, "image": image}
+            store.create_deployment(applied.name, endpoint, traffic, target="kserve", info=info,
+                                    message=f"{applied.action} the InferenceService")  # fmt: skip
+            return
+        record = found[0]
+        primary = next(t for t in record.traffic if t.role.value == "primary")
+        same = (primary.model_name, primary.version) == (new["model_name"], new["version"])
+        if canary is not None and canary < 100 and not same:
+            traffic = [
+                {**primary.model_dump(mode="json"), "percent": 100 - canary},
+                {**new, "percent": canary, "role": "canary"},
+            ]
+            store.update_deployment(record.deployment_id, traffic, state="ROLLING_OUT",
+                                    message=f"canary at {canary}%: {uri}")  # fmt: skip
+        else:
+            traffic = [{**new, "percent": 100, "role": "primary"}]
+            store.update_deployment(record.deployment_id, traffic, state="RUNNING", message=f"serving {uri}",
+                                    kind=None if same else "promoted")  # fmt: skip
+    except ModelyardError as exc:
+        err().print(f"[yellow]The deployment was not recorded in the tracking store:[/] {exc.message}")
 
 
 # -- local serving pieces shared with `modelyard rollout` -------------------------------------------------------
@@ -679,7 +723,9 @@ def run_server(app: Any, host: str, port: int, started: Any = None) -> None:
     # command's own clean-up (the deployment record's stop): the handler it restores and re-raises to only
     # asks the server to exit, as uvicorn's own does.
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True)) if main else None
+    previous = (
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True)) if main else None
+    )
     try:
         server.run()
     except KeyboardInterrupt:
