@@ -147,3 +147,50 @@ def test_multi_worker_server_answers_small_requests_without_nagle_delay(tmp_path
         assert statistics.median(samples) < 0.02, f"median {statistics.median(samples) * 1000:.1f} ms"
     finally:
         live.stop()
+
+
+def test_a_response_goes_out_in_one_send() -> None:
+    """uvicorn writes a response's head and body separately; the protocol's transport sends what one turn of
+    the event loop wrote in one write, a big body as it comes, and what is left when the connection closes."""
+    import asyncio
+
+    from modelyard.server.protocol import FLUSH_BYTES, _OneSendTransport
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info:{name}"
+
+    async def scenario() -> Recorder:
+        real = Recorder()
+        transport = _OneSendTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"{}")
+        assert real.writes == [] and transport.get_write_buffer_size() == 40
+        await asyncio.sleep(0)  # the turn ends
+        assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        transport.write(b"x" * FLUSH_BYTES)  # big: sent at once
+        assert len(real.writes) == 2
+        transport.write(b"tail")
+        transport.close()
+        assert real.writes[-1] == b"tail" and real.closed
+        assert transport.get_extra_info("peername") == "info:peername"  # the rest is the real transport's
+        return real
+
+    real = asyncio.run(scenario())
+    assert len(real.writes) == 3
