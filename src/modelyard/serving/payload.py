@@ -4,6 +4,10 @@ Every protocol decodes its body into a `Payload` before the request is queued, s
 (400, naming the column or tensor) without ever reaching a batch. Payloads with the same `key` (same kind,
 columns or tensor names, dtypes and trailing dimensions) are concatenated along their first axis into one
 batch; the model's output for the batch is split back by row counts.
+
+A table of numeric columns (a DataFrame model's usual request) is decoded and checked as numpy columns,
+without pandas: a request holds a dict of 1-d arrays, and one DataFrame is built per batch (`concat`).
+Building a DataFrame per request would cost more than the rest of the request path together.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from modelyard.errors import InvalidArgument
-from modelyard.models.signature import enforce, to_numpy
-from modelyard.schemas.models import Schema
+from modelyard.models.signature import column_names, columns_frame, enforce, enforce_columns, to_numpy
+from modelyard.schemas.models import FieldSpec, Schema
+
+COLUMNS = "columns"  # the key kind of a table held as numpy columns
 
 
 @dataclass(frozen=True)
@@ -62,14 +68,58 @@ def from_instances(schema: Schema | None, instances: Any, where: str = "instance
         raise InvalidArgument(f'"{where}" must be a non-empty list with one entry per row.')
     if all(isinstance(row, Mapping) for row in instances):
         if schema is not None and schema.type == "dataframe":
-            return _fit(schema, pandas().DataFrame.from_records(instances))
+            return from_records(schema, instances)
         names = list(instances[0])
         if any(list(row) != names for row in instances):
             raise InvalidArgument(f'Every entry of "{where}" must have the same names: {", ".join(names)}.')
-        return _fit(schema, {name: _array([row[name] for row in instances], name) for name in names})
+        return _fit(
+            schema, {name: _json_array(schema, name, [row[name] for row in instances]) for name in names}
+        )
     if any(isinstance(row, Mapping) for row in instances):
         raise InvalidArgument(f'"{where}" mixes objects and lists; give every row in the same form.')
-    return _fit(schema, _array(instances, where))
+    return _fit(schema, _json_array(schema, None, instances, where))
+
+
+def from_split(schema: Schema | None, columns: Any, data: list[Any]) -> Payload | None:
+    """MLflow `dataframe_split` (no `index`) for a DataFrame model, checked as numpy columns; None when only
+    a DataFrame built by pandas can tell (then: `from_frame`)."""
+    if schema is None or schema.type != "dataframe" or not data:
+        return None
+    if not isinstance(columns, list) or not all(type(c) is str for c in columns):
+        return None
+    width = len(columns)
+    if len(set(columns)) != width or not all(type(row) is list and len(row) == width for row in data):
+        return None
+    if set(map(type, itertools.chain.from_iterable(data))) == {float}:  # the usual table: every value a float
+        return _columns_payload(schema, np.array(data, dtype=np.float64), columns)
+    wanted = set(column_names(schema))
+    parsed: dict[str, np.ndarray] = {}
+    for name, values in zip(columns, zip(*data)):
+        if name in wanted:
+            array = _json_column(values)
+            if array is None:
+                return None
+            parsed[name] = array
+    return _columns_payload(schema, parsed)
+
+
+def from_records(schema: Schema | None, records: list[Mapping[str, Any]]) -> Payload:
+    """MLflow `dataframe_records`: a non-empty list of {column: value} objects."""
+    if schema is not None and schema.type == "dataframe":
+        first = records[0]
+        if all(type(k) is str for k in first) and all(r.keys() == first.keys() for r in records):
+            wanted = [name for name in column_names(schema) if name in first]
+            parsed: dict[str, np.ndarray] = {}
+            for name in wanted:
+                array = _json_column(tuple(r[name] for r in records))
+                if array is None:
+                    break
+                parsed[name] = array
+            else:
+                payload = _columns_payload(schema, parsed)
+                if payload is not None:
+                    return payload
+    return _fit(schema, pandas().DataFrame.from_records(records))
 
 
 def from_frame(schema: Schema | None, frame: Any) -> Payload:
@@ -82,7 +132,7 @@ def from_inputs(schema: Schema | None, inputs: Any) -> Payload:
     if isinstance(inputs, Mapping):
         if not inputs:
             raise InvalidArgument('"inputs" is empty; give one entry per input tensor.')
-        return _fit(schema, {str(k): _array(v, str(k)) for k, v in inputs.items()})
+        return _fit(schema, {str(k): _json_array(schema, str(k), v) for k, v in inputs.items()})
     if isinstance(inputs, list):
         return from_instances(schema, inputs, where="inputs")
     raise InvalidArgument('"inputs" must be an object of named tensors or a list of rows.')
@@ -90,7 +140,11 @@ def from_inputs(schema: Schema | None, inputs: Any) -> Payload:
 
 def concat(payloads: Sequence[Payload]) -> Any:
     """The inputs of `payloads` (all with the same key) as one batch."""
-    first = payloads[0].inputs
+    first, key = payloads[0].inputs, payloads[0].key
+    if isinstance(key, tuple) and key[0] == COLUMNS:  # numpy columns: the batch's one DataFrame
+        if len(payloads) == 1:
+            return columns_frame(first)
+        return columns_frame({k: np.concatenate([p.inputs[k] for p in payloads]) for k in first})
     if len(payloads) == 1:
         return first
     if isinstance(first, np.ndarray):
@@ -130,7 +184,79 @@ def _check_rows(values: Any, total: int) -> None:
 
 
 def _fit(schema: Schema | None, inputs: Any) -> Payload:
-    return _payload(enforce(schema, inputs) if schema is not None else inputs)
+    if schema is None:
+        return _payload(inputs)
+    if schema.type == "dataframe" and isinstance(inputs, (Mapping, np.ndarray)):
+        columns = enforce_columns(schema, inputs)
+        if columns is not None:
+            return _table(columns)
+    return _payload(enforce(schema, inputs))
+
+
+def _columns_payload(
+    schema: Schema, columns: dict[str, np.ndarray] | np.ndarray, names: list[str] | None = None
+) -> Payload | None:
+    if not len(columns):
+        return None
+    enforced = enforce_columns(schema, columns, names)
+    return _table(enforced) if enforced is not None else None
+
+
+def _table(columns: dict[str, np.ndarray]) -> Payload:
+    """A table as enforced numpy columns (`enforce_columns`); `concat` makes the batch's DataFrame."""
+    arrays = list(columns.values())
+    return Payload(columns, len(arrays[0]), (COLUMNS, tuple(columns), tuple([a.dtype for a in arrays])))
+
+
+def _json_column(values: tuple[Any, ...]) -> np.ndarray | None:
+    """A column of JSON values as the numpy array pandas would make of it, for columns of numbers or of
+    booleans only (None otherwise: strings, nulls, mixes, integers beyond int64 are left to pandas)."""
+    types = set(map(type, values))
+    if types == {float}:
+        return np.array(values, dtype=np.float64)
+    if types == {int} or types == {int, float}:
+        try:
+            ints = np.array([v for v in values if type(v) is int]) if float in types else np.array(values)
+        except OverflowError:
+            return None
+        if ints.dtype != np.int64:
+            return None  # beyond int64: pandas makes uint64 or objects
+        return np.array(values, dtype=np.float64) if float in types else ints
+    if types == {bool}:
+        return np.array(values, dtype=np.bool_)
+    return None
+
+
+def _json_array(schema: Schema | None, name: str | None, values: Any, what: str | None = None) -> np.ndarray:
+    """JSON values for tensor `name` (None: the one tensor) as an array. JSON numbers have no width, so
+    numbers for a float32 (int32, ...) tensor take the signature's dtype, as a typed client would send them;
+    integers only when they fit. Anything else is left for the signature check to judge."""
+    array = _array(values, what or str(name))
+    field = _tensor_field(schema, name)
+    if field is None or field.dtype in ("str", "bytes", "object"):
+        return array
+    try:
+        target = np.dtype(field.dtype)
+    except TypeError:
+        return array
+    kind = array.dtype.kind
+    if target == array.dtype or kind not in "iuf":
+        return array
+    if target.kind == "f":
+        return array.astype(target)
+    if target.kind in "iu" and kind in "iu" and array.size:
+        info = np.iinfo(target)
+        if array.min() >= info.min and array.max() <= info.max:
+            return array.astype(target)
+    return array
+
+
+def _tensor_field(schema: Schema | None, name: str | None) -> FieldSpec | None:
+    if schema is None or schema.type == "dataframe":
+        return None
+    if schema.type == "tensor":
+        return schema.fields[0]
+    return next((f for f in schema.fields if f.name == name), None)
 
 
 def _payload(inputs: Any) -> Payload:

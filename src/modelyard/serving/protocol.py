@@ -40,7 +40,7 @@ def loads(body: bytes) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+    return _ENCODER.encode(value).encode()  # json.dumps with options would build an encoder per call
 
 
 def _object(body: bytes, example: str) -> Mapping[str, Any]:
@@ -209,11 +209,15 @@ def decode_invocations(body: bytes, content_type: str | None, schema: Schema | N
     key = keys[0]
     value = request[key]
     if key == "dataframe_split":
+        if isinstance(value, Mapping) and isinstance(value.get("data"), list) and "index" not in value:
+            payload = payloads.from_split(schema, value.get("columns"), value["data"])
+            if payload is not None:
+                return payload
         return payloads.from_frame(schema, _split_frame(value))
     if key == "dataframe_records":
         if not isinstance(value, list) or not value or not all(isinstance(r, Mapping) for r in value):
             raise InvalidArgument('"dataframe_records" must be a non-empty list of {column: value} objects.')
-        return payloads.from_frame(schema, payloads.pandas().DataFrame.from_records(value))
+        return payloads.from_records(schema, value)
     if key == "instances":
         return payloads.from_instances(schema, value)
     return payloads.from_inputs(schema, value)
@@ -265,3 +269,6 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)

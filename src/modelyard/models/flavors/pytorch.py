@@ -9,6 +9,7 @@ into your own module instance, which runs no code from the file.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -187,9 +188,8 @@ def _tensor(torch: Any, value: Any) -> Any:
 
 def _device(model: Any) -> Any:
     """Where the module's weights are (inputs go there too); the CPU for a module without any."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return "cpu"
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)  # lazily: not every tensor
+    return first.device if first is not None else "cpu"
 
 
 def _to_numpy(out: Any) -> Any:
