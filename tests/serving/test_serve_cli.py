@@ -182,3 +182,19 @@ def test_models_uri_is_pinned_to_the_version_it_names(iris):
     RegistryClient().set_alias("iris", "champion", 1)
     assert model_identity("models:/iris@champion", None) == ("iris", "1", "models:/iris/1")
     assert model_identity("models:/iris/latest", "flowers") == ("flowers", "2", "models:/iris/2")
+
+
+def test_model_threads_default_to_one_unless_the_user_chose(monkeypatch):
+    from modelyard.cli.serve import limit_model_threads
+
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    limit_model_threads(None)
+    assert [os.environ[name] for name in names] == ["1", "1", "1"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS")
+    limit_model_threads(None)  # the user's setting stands
+    assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
+    limit_model_threads(2)  # --model-threads wins
+    assert [os.environ[name] for name in names] == ["2", "2", "2"]

@@ -11,6 +11,7 @@ import click
 from modelyard.cli.common import State, err, tracking_uri_option
 from modelyard.cli.serve import (
     _served_model,
+    limit_model_threads,
     model_identity,
     payload_log_config,
     run_recorded,
@@ -32,6 +33,7 @@ _SERVE_OPTIONS = (
     "payload_log_uri",
     "no_metrics",
     "no_record",
+    "model_threads",
 )
 
 
@@ -157,6 +159,7 @@ def rollout(
     payload_log_uri: str | None,
     no_metrics: bool,
     no_record: bool,
+    model_threads: int | None,
 ) -> None:
     """Roll CANDIDATE_URI out over MODEL_URI while serving: the candidate takes a growing share of the
     requests (--steps), each step held for --hold while its guards are checked on the candidate's requests
@@ -179,6 +182,7 @@ def rollout(
     from modelyard.serving import BatchConfig, Deployment, create_serving_app
     from modelyard.serving.rollout import Guards, Rollout, RolloutPlan, format_duration
 
+    limit_model_threads(model_threads)
     state = ctx.find_object(State)
     if state is not None and state.tracking_uri:
         from modelyard.tracking.fluent import set_tracking_uri

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 
@@ -127,6 +128,9 @@ def server(
             "[yellow]No admin user yet.[/] Create one (it prints its token): modelyard users create NAME "
             f"--admin --tracking-uri '{redact(backend or config.tracking_uri())}'"
         )
+    # What startup loaded (the app, its routes and models) stays: keep it out of the collector's full passes.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         "modelyard.server.app:app_from_env",
         factory=True,

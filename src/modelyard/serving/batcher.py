@@ -1,8 +1,9 @@
 """Dynamic batching of one model version's requests on the event loop, with a bounded queue.
 
-Requests queue as checked payloads. A batch closes when it holds `max_batch_size` rows, or when
-`max_batch_delay` has passed since its first request was queued (while batches run, the next one fills, so
-under load batches form without waiting). The batch runs on the model's `Runner` off the event loop and its
+Requests queue as checked payloads. An idle model (no batch of it running) takes what is queued at once:
+waiting for others to join would only add latency, and while a batch runs the next one fills, so under load
+batches form by themselves. While other batches run (replicas), a batch closes when it holds
+`max_batch_size` rows or when `max_batch_delay` has passed since its first request was queued. The batch runs on the model's `Runner` off the event loop and its
 output is split back to the callers by row counts. Up to `runner.replicas` batches run at once (one for the
 in-process `ThreadRunner`, one per worker process for `ProcessRunner`), read again before each batch since an
 autoscaler changes it.
@@ -281,7 +282,7 @@ class Batcher:
                 wake.clear()
                 await wake.wait()
             deadline = self._queue[0].queued_at + config.max_batch_delay
-            while self.stats.queue_rows < config.max_batch_size and not self._closing:
+            while self._running and self.stats.queue_rows < config.max_batch_size and not self._closing:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
