@@ -66,6 +66,9 @@ async def test_model_metadata_and_readiness(iris):
         ("GET", "/v1/models/nope"),
         ("POST", "/v1/models/nope:predict"),
         ("GET", "/v3/whatever"),
+        ("POST", "/v2/models//infer"),  # not an inference path: the router's 404
+        ("POST", "/v2/models/iris/extra/infer"),
+        ("POST", "/v1/models/a/b:predict"),
     ],
 )
 async def test_unknown_model_version_or_path_is_404_with_error(iris, method, path):
@@ -74,7 +77,20 @@ async def test_unknown_model_version_or_path_is_404_with_error(iris, method, pat
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
         error = response.json()["error"]
-        assert ("'nope'" in error and "serves: iris" in error) or "version '7'" in error or "/v3" in error
+        assert ("'nope'" in error and "serves: iris" in error) or "version '7'" in error or "No endpoint" in error
+
+
+async def test_an_unexpected_error_is_a_json_500(iris, monkeypatch):
+    async with serving(served("iris", iris.predictor)) as client:
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr("modelyard.serving.protocol.decode_v2", broken)
+        response = await client.post(INFER, json=iris_tensor(iris))
+        assert response.status_code == 500 and "Internal server error" in response.json()["error"]
+        metrics = (await client.get("/metrics")).text
+        assert 'code="500"' in metrics  # counted like any answer
 
 
 async def test_wrong_method_is_405_with_error(iris):
