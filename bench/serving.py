@@ -471,7 +471,7 @@ def write_markdown(path: Path, rows: list[dict], info: dict) -> None:
         "both libraries from the same object with the same input example — a scikit-learn `LogisticRegression` on 20",
         "float64 columns (DataFrame example: a column signature) and a PyTorch MLP 20→64→64→2 (float32 array",
         "example: a tensor signature). Each server runs alone with its defaults, one worker process on 127.0.0.1:",
-        "`modelyard serve DIR --trusted` (dynamic batching, at most 32 rows or 5 ms per batch) and `mlflow models",
+        "`modelyard serve DIR --trusted` (dynamic batching, up to 32 rows per batch, one model thread) and `mlflow models",
         "serve -m DIR --env-manager local` (one uvicorn worker). Both must first answer the model's own predictions",
         f"for {CHECK_ROWS} rows ({info['check']}). Load: `wrk -t 2 -c C --latency` on the same machine sends one",
         "single-row JSON request on C keep-alive connections, each sending its next request as soon as the last is",
