@@ -150,9 +150,12 @@ def test_mlflow_router_is_built_on_the_first_mlflow_request(
         assert hot._mlflow_router is not None
         unknown = api.get("/api/2.0/mlflow/no-such-endpoint")
         assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
-        assert api.get("/ajax-api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}).json()[
-            "experiment"
-        ]["name"] == "Default"
+        assert (
+            api.get("/ajax-api/2.0/mlflow/experiments/get", params={"experiment_id": "0"}).json()[
+                "experiment"
+            ]["name"]
+            == "Default"
+        )
 
 
 def test_hot_routes_with_auth_check_roles_and_audit(tmp_path: Path) -> None:

@@ -77,7 +77,11 @@ async def test_unknown_model_version_or_path_is_404_with_error(iris, method, pat
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
         error = response.json()["error"]
-        assert ("'nope'" in error and "serves: iris" in error) or "version '7'" in error or "No endpoint" in error
+        assert (
+            ("'nope'" in error and "serves: iris" in error)
+            or "version '7'" in error
+            or "No endpoint" in error
+        )
 
 
 async def test_an_unexpected_error_is_a_json_500(iris, monkeypatch):

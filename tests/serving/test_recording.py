@@ -88,7 +88,7 @@ async def test_a_rollout_records_its_steps_and_its_rollback():
     assert kinds[:3] == ["started", "note", "traffic_changed"] and kinds[-2:] == ["rolled_back", "stopped"]
     assert events[1][1] == "ROLLING_OUT"  # the rollout started
     assert events[2][2] == [(int(one), 90.0, "primary"), (int(two), 10.0, "canary")]  # its first step
-    kind, state, traffic = events[-2]
+    _, state, traffic = events[-2]
     assert state == "RUNNING" and traffic == [(int(one), 100.0, "primary")]
     assert "error rate" in deployment_store_for().list_events(log.deployment_id)[-2].message
 
