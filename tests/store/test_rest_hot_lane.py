@@ -30,7 +30,7 @@ class Stub(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str], bytes]] = []
-        self.raw_answers: list[bytes] = []  # written as they are, then the connection closes
+        self.raw_answers: list[bytes] = []  # written as they are, then the connection closes (say so in them)
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.close_after = False
         self.connections = 0
@@ -137,14 +137,17 @@ def test_lane_reads_chunked_and_close_delimited_answers(stub: Stub) -> None:
     store = RestStore(_url(stub), retries=1, backoff=0.01)
     error = b'{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No run with id y."}'
     stub.raw_answers = [
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         b"1\r\n{\r\n1;ext=1\r\n}\r\n0\r\nX-Trailer: 1\r\n\r\n",
         b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n" + error,  # ends at close
     ]
     store.log_batch(RUN, metrics=POINTS)
     with pytest.raises(NotFound, match="No run with id y"):
         store.log_batch(RUN, metrics=POINTS)
-    stub.raw_answers = [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    stub.raw_answers = [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    ]
     store.log_batch(RUN, metrics=POINTS)  # garbage is retried like a connection error
     stub.raw_answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{}"] * 2  # cut short
     with pytest.raises(Unavailable, match="closed the connection before it answered"):
