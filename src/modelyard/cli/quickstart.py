@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from modelyard.pipelines.runner import PipelineRun
     from modelyard.schemas import Run
 
-_EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "pandas": "pandas"}
+_EXTRAS = {"sklearn": "scikit-learn", "skops": "skops", "matplotlib": "matplotlib", "pandas": "pandas"}
 # what the steps import, loaded once in the fork server rather than in each step process
 _PRELOAD = (
     "pandas",
@@ -82,7 +82,7 @@ def run(
         _cache_summary(console, result)
         if result.steps["promote"].state in ("SUCCEEDED", "CACHED"):
             _release(console, model_name, int(result.output("register")))
-            if serve:
+            if serve and _can_serve(console):
                 _serve_and_send(console, model_name, my.get_tracking_uri())
         _hints(console, experiment, model_name, runs[0], my.get_tracking_uri(), result.run_id)
         return runs
@@ -141,6 +141,19 @@ def _release(console: Console, model_name: str, version: int) -> None:
         console.print(f"  [green]✓[/] gate [bold]{esc(check.rule)}[/]  [dim]{esc(check.detail)}[/]")
     console.print(f"  [green]✓[/] in Production as models:/{esc(model_name)}@champion. Where it came from:")
     console.print(lineage_tree(my.lineage(f"models:/{model_name}/{version}", my.get_tracking_uri())))
+
+
+def _can_serve(console: Console) -> bool:
+    """Whether `modelyard serve` can run here (the server extra); if not, say how to get it."""
+    from importlib.util import find_spec
+
+    missing = [m for m in ("uvicorn", "starlette", "prometheus_client") if find_spec(m) is None]
+    if missing:
+        console.print(
+            f"\n[yellow]Not serving the model:[/] {', '.join(missing)} missing. "
+            "Install them with: pip install 'modelyard[server]'"
+        )
+    return not missing
 
 
 def _serve_and_send(
