@@ -19,7 +19,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -33,6 +32,7 @@ from modelyard.schemas.deployments import (
     TrafficEntry,
     TrafficRole,
 )
+from modelyard.store.validation import is_http_url
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_JSON = 64_000  # characters of `info` or `details` as JSON
@@ -63,14 +63,7 @@ def validate_name(name: object) -> str:
 
 def validate_endpoint(endpoint: object) -> str:
     url = endpoint.strip() if isinstance(endpoint, str) else ""
-    scheme, host = "", None
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        host = None
-    if scheme not in ("http", "https") or not host or len(url) > 2000 or not url.isprintable() or " " in url:
+    if not is_http_url(url) or " " in url:
         raise InvalidArgument(
             f"Invalid deployment endpoint {str(endpoint)[:200]!r}: give the http:// or https:// URL clients "
             "call, e.g. http://10.0.0.5:8080."

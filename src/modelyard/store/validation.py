@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import urlsplit
 
 from modelyard.errors import InvalidArgument
 
@@ -116,3 +117,16 @@ def validate_max_results(max_results: int, limit: int = 50_000) -> int:
     if not isinstance(max_results, int) or max_results < 1 or max_results > limit:
         raise InvalidArgument(f"max_results must be an integer between 1 and {limit}, got {max_results!r}.")
     return max_results
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` is an http(s):// URL with a host, a valid port if any, printable and at most 2,000
+    characters (webhook receivers, deployment endpoints)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and bool(parts.hostname) and len(url) <= 2000 and url.isprintable()
+    )

@@ -21,7 +21,6 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -39,6 +38,7 @@ from modelyard.store.sql.attached import AttachedStore
 from modelyard.store.sql.model_registry import event_from_row
 from modelyard.store.sql.store import SqlTrackingStore, now_ms
 from modelyard.store.sql.tables import registered_models, registry_events, webhook_deliveries, webhooks
+from modelyard.store.validation import is_http_url
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_MS = 1_000  # 1 s, 2 s, 4 s, ... between attempts
@@ -65,14 +65,7 @@ class DueDelivery:
 
 def validate_url(url: str) -> str:
     url = (url or "").strip()
-    scheme, host = "", None
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        host = None
-    if scheme not in ("http", "https") or not host or len(url) > 2000 or not url.isprintable():
+    if not is_http_url(url):
         raise InvalidArgument(
             f"Invalid webhook URL {url[:200]!r}: give an http:// or https:// URL with a host, "
             "e.g. https://hooks.example.com/modelyard."
