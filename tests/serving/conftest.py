@@ -87,3 +87,16 @@ def oip(name: str, array: np.ndarray | list[Any], datatype: str, **extra: Any) -
 
 def served(name: str, predictor: Any, **config: Any) -> ServedModel:
     return ServedModel(name, "1", predictor, BatchConfig(**config))
+
+
+@asynccontextmanager
+async def app_client(*models: ServedModel, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app serving `models`, inside the app's lifespan: leaving it shuts the app
+    down as uvicorn does (drain the queues, then write the payload log's buffer)."""
+    app = create_serving_app(Deployment(models), **options)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serving.test") as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client

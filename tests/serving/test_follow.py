@@ -21,8 +21,9 @@ from modelyard.models import load_predictor, log_model
 from modelyard.registry import RegistryClient
 from modelyard.serving import ServedModel
 from modelyard.serving.follow import AliasFollower, Switch, followable
+from tests.serving.conftest import app_client
 from tests.serving.models import Broken, Offset
-from tests.serving.test_metrics import app_client, rows_request
+from tests.serving.test_metrics import rows_request
 from tests.serving.test_serve_cli import ServeProcess, cli_with_serve
 
 pytestmark = pytest.mark.anyio

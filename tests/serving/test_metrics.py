@@ -4,8 +4,6 @@ histograms, queue depth, in-flight requests, replicas and load time; one registr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -13,26 +11,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelyard.serving import BatchConfig, Deployment, ServedModel, ThreadRunner, create_serving_app
+from modelyard.serving import BatchConfig, ServedModel, ThreadRunner
 from modelyard.serving.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
-from tests.serving.conftest import oip, served
+from tests.serving.conftest import app_client, oip, served
 from tests.serving.models import CRASH_VALUE, POISON_VALUE, RowSum, Slow
 
 pytestmark = pytest.mark.anyio
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@asynccontextmanager
-async def app_client(*models: ServedModel, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the app serving `models`, inside the app's lifespan (shutdown drains)."""
-    app = create_serving_app(Deployment(models), **options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serving.test") as client,
-    ):
-        client.app = app  # type: ignore[attr-defined]
-        yield client
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:

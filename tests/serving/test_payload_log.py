@@ -6,37 +6,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from modelyard.artifacts.local import LocalArtifactStore
 from modelyard.errors import InvalidArgument
-from modelyard.serving import Deployment, ServedModel, create_serving_app
 from modelyard.serving.payload_log import PayloadLogConfig, PayloadLogger, PayloadRecord, read_payloads
-from tests.serving.conftest import oip, served
+from tests.serving.conftest import app_client, oip, served
 from tests.serving.models import Identity, RowSum, TextLength
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def app_client(*models: ServedModel, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the app serving `models`, inside the app's lifespan: leaving it shuts the app
-    down as uvicorn does (drain the queues, then write the payload log's buffer)."""
-    app = create_serving_app(Deployment(models), **options)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serving.test") as client,
-    ):
-        client.app = app  # type: ignore[attr-defined]
-        yield client
 
 
 def parquet_files(root: Path) -> list[Path]:

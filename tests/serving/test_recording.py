@@ -12,9 +12,9 @@ from modelyard.registry.deployments import DeploymentRecorder, deployment_store_
 from modelyard.serving import Deployment
 from modelyard.serving.recording import DeploymentLog, endpoint_for, traffic_of
 from modelyard.serving.rollout import Guards, Rollout, RolloutPlan
+from tests.serving.conftest import app_client
 from tests.serving.models import Flaky, Offset
 from tests.serving.test_follow import load, primary, register
-from tests.serving.test_metrics import app_client
 
 pytestmark = pytest.mark.anyio
 

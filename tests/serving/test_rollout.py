@@ -32,9 +32,10 @@ from modelyard.serving.rollout import (
     parse_fraction,
 )
 from tests.server.live import free_port
+from tests.serving.conftest import app_client
 from tests.serving.models import Flaky, Offset
 from tests.serving.test_follow import load, primary, register
-from tests.serving.test_metrics import app_client, rows_request
+from tests.serving.test_metrics import rows_request
 from tests.serving.test_serve_cli import REPO
 
 pytestmark = pytest.mark.anyio

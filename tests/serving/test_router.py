@@ -15,8 +15,9 @@ from modelyard.errors import InvalidArgument
 from modelyard.serving import BatchConfig, Deployment, ServedModel
 from modelyard.serving.payload_log import PayloadLogConfig, read_payloads
 from modelyard.serving.router import Split, agreeing_rows
+from tests.serving.conftest import app_client
 from tests.serving.models import Broken, Offset, RowSum, Slow
-from tests.serving.test_metrics import app_client, rows_request, scrape, value
+from tests.serving.test_metrics import rows_request, scrape, value
 
 pytestmark = pytest.mark.anyio
 
