@@ -596,11 +596,10 @@ def _record_kserve(applied: Any, model_uri: str, name: str | None, canary: int |
     share to the new version and keeps the rest on the last one rolled out."""
     from modelyard.errors import ModelyardError
     from modelyard.registry.deployments import deployment_store_for
+    from modelyard.serving.recording import identity
 
-    served, version, uri = model_identity(model_uri, name)
-    new: dict[str, Any] = {"model_name": served, "version": None, "model_uri": uri}
-    if uri.startswith("models:/"):
-        new = {"model_name": uri.split("/")[1], "version": int(version), "model_uri": uri}
+    served, _, uri = model_identity(model_uri, name)
+    new = identity(uri, served)
     endpoint = f"http://{applied.name}.{applied.namespace}.svc.cluster.local"  # its address in the cluster
     try:
         store = deployment_store_for()

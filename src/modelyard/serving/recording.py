@@ -88,9 +88,13 @@ class DeploymentLog:
 
 
 def _identity(model: ServedModel) -> dict[str, Any]:
-    """model_name, version and model_uri of a served model: the registered ones for a models:/NAME/VERSION."""
-    uri = str(getattr(model.predictor, "uri", "") or "")
+    return identity(str(getattr(model.predictor, "uri", "") or ""), model.name)
+
+
+def identity(uri: str, served_name: str) -> dict[str, Any]:
+    """model_name, version and model_uri of a traffic entry: the registered ones for a pinned
+    models:/NAME/VERSION, else the served name and no version."""
     found = _REGISTERED.match(uri)
     if found is None:
-        return {"model_name": model.name, "version": None, "model_uri": uri or None}
+        return {"model_name": served_name, "version": None, "model_uri": uri or None}
     return {"model_name": found["name"], "version": int(found["version"]), "model_uri": uri}
