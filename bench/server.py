@@ -123,17 +123,23 @@ def start_server(name: str, tmp: Path, settle_max_s: float) -> tuple[subprocess.
             tail = (tmp / f"{name}-server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{name} server did not answer /health:\n{tail}")
         time.sleep(0.01)
-    health_s, samples = time.perf_counter() - t0, []
-    idle_s = None
-    while time.perf_counter() - t0 < settle_max_s:  # sliding 1 s window, sampled every 0.1 s
-        now, cpu = time.perf_counter(), tree_cpu(proc.pid)
+    health_s = time.perf_counter() - t0
+    idle_s = settle(proc.pid, t0, settle_max_s)
+    return proc, url, {"health_s": health_s, "idle_s": idle_s, **tree_memory(proc.pid)}
+
+
+def settle(pid: int, t0: float, until_s: float) -> float | None:
+    """Seconds from `t0` (perf_counter) until the process tree of `pid` went idle: the start of the first
+    1 s window in which it used under QUIET of a core, sampled every 0.1 s; None if not within `until_s`."""
+    samples: list[tuple[float, float]] = []
+    while time.perf_counter() - t0 < until_s:
+        now, cpu = time.perf_counter(), tree_cpu(pid)
         samples.append((now, cpu))
         old = [s for s in samples if now - s[0] >= 1.0]
         if old and cpu - old[-1][1] <= QUIET * (now - old[-1][0]):
-            idle_s = old[-1][0] - t0
-            break
+            return old[-1][0] - t0
         time.sleep(0.1)
-    return proc, url, {"health_s": health_s, "idle_s": idle_s, **tree_memory(proc.pid)}
+    return None
 
 
 def stop_server(proc: subprocess.Popen) -> dict:

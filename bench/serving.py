@@ -40,14 +40,19 @@ from pathlib import Path
 from typing import Any
 
 import tracking  # bench/tracking.py: machine description, idle waits, the table, Markdown and JSON output
-from server import ENV, free_port, stop_server, tree_cpu  # bench/server.py: ports, process trees, stopping
+from server import (
+    ENV,
+    free_port,
+    settle,
+    stop_server,
+    tree_cpu,
+)  # bench/server.py: ports, process trees, stopping
 from tracking import machine, machine_busy, revision, version, wait_idle
 
 FEATURES, CHECK_ROWS, SEED = 20, 8, 0
 # seconds of load per run (and of untimed warm-up before it); idle waits; how long a server may take to start
 FULL = dict(duration=20, warmup=3, concurrency=(16, 64), idle_wait_s=60, settle_max_s=30, start_max_s=120)
 QUICK = dict(duration=5, warmup=1, concurrency=(16, 64), idle_wait_s=5, settle_max_s=10, start_max_s=120)
-QUIET = 0.05  # a server is idle once its process tree used under 5% of one core over 1 s
 THREADS = 2  # wrk threads (never more than connections)
 TARGET_RATIO = 10  # the target: at least 10x MLflow's throughput, with p99 below MLflow's p50
 MODELS = {"sklearn": "scikit-learn LogisticRegression, 20 columns", "torch": "PyTorch MLP 20→64→64→2"}
@@ -184,16 +189,7 @@ def start(side: str, path: str, tmp: Path, sizes: dict) -> tuple[subprocess.Pope
             sys.exit(f"{side} did not answer /health:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.01)
     ready_s = time.perf_counter() - t0
-    samples: list[tuple[float, float]] = []
-    idle_s = None
-    while time.perf_counter() - t0 < ready_s + sizes["settle_max_s"]:  # a sliding 1 s window
-        now, cpu = time.perf_counter(), tree_cpu(proc.pid)
-        samples.append((now, cpu))
-        old = [s for s in samples if now - s[0] >= 1.0]
-        if old and cpu - old[-1][1] <= QUIET * (now - old[-1][0]):
-            idle_s = old[-1][0] - t0
-            break
-        time.sleep(0.1)
+    idle_s = settle(proc.pid, t0, ready_s + sizes["settle_max_s"])
     return proc, url, {"ready_s": ready_s, "idle_s": idle_s}
 
 
