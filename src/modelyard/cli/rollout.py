@@ -279,15 +279,14 @@ def rollout(
 
 def _promotion_of(uri: str) -> tuple[str | None, str | None]:
     """(alias, stage) that a `models:/NAME@ALIAS` or `models:/NAME/STAGE` URI follows."""
-    if not uri.startswith("models:/"):
+    from modelyard.errors import InvalidArgument
+    from modelyard.registry.uris import parse_models_uri
+
+    try:
+        _, kind, value = parse_models_uri(uri)
+    except InvalidArgument:
         return None, None
-    rest = uri[len("models:/") :].strip("/")
-    if "@" in rest:
-        return rest.rpartition("@")[2], None
-    selector = rest.rpartition("/")[2]
-    if selector.isdigit() or selector.lower() == "latest":
-        return None, None
-    return None, selector
+    return (value if kind == "alias" else None), (value if kind == "stage" else None)
 
 
 def _print_step(report: Any) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas.registry import ModelVersion, Stage
@@ -11,25 +12,44 @@ from modelyard.schemas.registry import ModelVersion, Stage
 _HELP = "write models:/<name>/<version>, models:/<name>@<alias> or models:/<name>/<stage>"
 
 
-def model_version_for(uri: str, tracking_uri: str | None = None) -> ModelVersion:
-    """The model version a `models:/` URI names."""
-    from modelyard.registry.client import RegistryClient
+class ModelsUri(NamedTuple):
+    """What a `models:/` URI says, before the registry is asked: `kind` is version, alias, stage or latest,
+    and `value` the version number, alias or stage as written."""
 
+    name: str
+    kind: str
+    value: str
+
+
+def parse_models_uri(uri: str) -> ModelsUri:
+    """Read a `models:/` URI (InvalidArgument if it is not one)."""
     if not uri.startswith("models:/"):
         raise InvalidArgument(f"{uri!r} is not a models:/ URI: {_HELP}.")
     rest = uri[len("models:/") :].strip("/")
-    client = RegistryClient(tracking_uri)
     if "@" in rest:
         name, _, alias = rest.rpartition("@")
         if not name or not alias or "/" in alias:
             raise InvalidArgument(f"Cannot read {uri!r}: {_HELP}.")
-        return client.get_version_by_alias(name, alias)
+        return ModelsUri(name, "alias", alias)
     name, _, selector = rest.rpartition("/")
     if not name or not selector:
         raise InvalidArgument(f"Cannot read {uri!r}: {_HELP}.")
     if selector.isdigit():
+        return ModelsUri(name, "version", selector)
+    return ModelsUri(name, "latest" if selector.lower() == "latest" else "stage", selector)
+
+
+def model_version_for(uri: str, tracking_uri: str | None = None) -> ModelVersion:
+    """The model version a `models:/` URI names."""
+    from modelyard.registry.client import RegistryClient
+
+    name, kind, selector = parse_models_uri(uri)
+    client = RegistryClient(tracking_uri)
+    if kind == "alias":
+        return client.get_version_by_alias(name, selector)
+    if kind == "version":
         return client.get_model_version(name, selector)
-    if selector.lower() == "latest":
+    if kind == "latest":
         versions = client.store.search_model_versions(
             f"name = '{_quote(name)}'", max_results=1
         ).model_versions

@@ -32,10 +32,12 @@ second argument: its name and batching limits)."""
 
 def followable(uri: str) -> bool:
     """Whether `uri` can name another version later: an alias, a stage or `latest` (not a version number)."""
-    if not uri.startswith("models:/"):
+    from modelyard.registry.uris import parse_models_uri
+
+    try:
+        return parse_models_uri(uri).kind != "version"
+    except InvalidArgument:
         return False
-    rest = uri[len("models:/") :].strip("/")
-    return "@" in rest or not rest.rpartition("/")[2].isdigit()
 
 
 @dataclass(frozen=True)

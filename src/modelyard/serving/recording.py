@@ -6,7 +6,6 @@ docs/deployments.md; `modelyard deployments list` and a model version's lineage 
 from __future__ import annotations
 
 import os
-import re
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,6 @@ if TYPE_CHECKING:
     from modelyard.registry.deployments import DeploymentRecorder
     from modelyard.schemas.deployments import TrafficEntry
     from modelyard.serving.deployment import Deployment, ServedModel
-
-_REGISTERED = re.compile(r"^models:/(?P<name>[^@]+)/(?P<version>\d+)$")
 
 
 def traffic_of(deployment: Deployment, name: str) -> list[TrafficEntry]:
@@ -94,7 +91,13 @@ def _identity(model: ServedModel) -> dict[str, Any]:
 def identity(uri: str, served_name: str) -> dict[str, Any]:
     """model_name, version and model_uri of a traffic entry: the registered ones for a pinned
     models:/NAME/VERSION, else the served name and no version."""
-    found = _REGISTERED.match(uri)
-    if found is None:
+    from modelyard.errors import InvalidArgument
+    from modelyard.registry.uris import parse_models_uri
+
+    try:
+        name, kind, version = parse_models_uri(uri)
+    except InvalidArgument:
+        kind = ""
+    if kind != "version":
         return {"model_name": served_name, "version": None, "model_uri": uri or None}
-    return {"model_name": found["name"], "version": int(found["version"]), "model_uri": uri}
+    return {"model_name": name, "version": int(version), "model_uri": uri}
