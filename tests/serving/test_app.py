@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelyard.serving.tensors import DATATYPES
-from tests.serving.conftest import oip, served, serving
+from tests.serving.conftest import app_client, oip, served, serving
 from tests.serving.models import Identity, TextLength
 from tests.serving.test_tensors import SAMPLES
 
@@ -278,3 +278,37 @@ async def test_mlflow_invocations(iris):
             assert response.status_code == status and message in response.json()["error"], response.text
         xml = await client.post("/invocations", content=b"<x/>", headers={"content-type": "application/xml"})
         assert xml.status_code == 415 and "application/json or text/csv" in xml.json()["error"]
+
+
+async def test_request_bodies_over_the_limit_are_413_and_leave_the_model_serving(iris):
+    body = json.dumps(iris_tensor(iris, slice(0, 50))).encode()
+    async with app_client(served("iris", iris.predictor), max_request_bytes=len(body) - 1) as client:
+        told = await client.post(INFER, content=body, headers={"Content-Type": "application/json"})
+        assert told.status_code == 413, told.text
+        assert f"{len(body):,} bytes" in told.json()["error"] and "--max-request-mb" in told.json()["error"]
+
+        async def chunks():  # no Content-Length: refused once the chunks read add up to more than the limit
+            yield body[:100]
+            yield body[100:]
+
+        streamed = await client.post(
+            "/invocations", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert streamed.status_code == 413 and "or more" in streamed.json()["error"]
+        small = await client.post(INFER, json=iris_tensor(iris, slice(0, 2)))
+        assert small.status_code == 200 and small.json()["outputs"][0]["data"] == iris.expected[:2].tolist()
+
+
+async def test_generated_request_ids_are_distinct(iris):
+    async with serving(served("iris", iris.predictor)) as client:
+        ids = {(await client.post(INFER, json=iris_tensor(iris))).json()["id"] for _ in range(5)}
+        assert len(ids) == 5 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_responses_encode_numpy_values_and_any_bytes():
+    from modelyard.serving.protocol import dumps, loads
+
+    value = {"a": [np.float32(1.5), np.int64(3)], "b": np.arange(3), "c": float("nan"), "d": [b"ok"]}
+    assert dumps(value) == b'{"a":[1.5,3],"b":[0,1,2],"c":NaN,"d":["ok"]}'
+    assert json.loads(dumps({"x": [b"\xff", b"ok"]})) == {"x": ["\ufffd", "ok"]}  # not UTF-8: replaced
+    assert loads(b'{"x": [1e400, NaN]}')["x"][0] == float("inf")

@@ -62,7 +62,7 @@ def test_dry_run_maps_every_option():
         "models:/iris@champion", "--target", "kserve", "--dry-run", "--image", IMAGE,
         "--autoscale", "1:4", "--scale-metric", "concurrency", "--scale-target", "4", "--canary-percent", "10",
         "--max-batch-size", "16", "--max-batch-delay-ms", "2.5", "--timeout-ms", "200", "--trusted",
-        "--cpu", "2", "--memory", "4Gi", "--gpu", "1", "--env", "LOG_LEVEL=debug",
+        "--max-request-mb", "8", "--cpu", "2", "--memory", "4Gi", "--gpu", "1", "--env", "LOG_LEVEL=debug",
         "--label", "team=search", "--annotation", "owner=ml@example.com", "--service-account", "s3-reader",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -100,7 +100,8 @@ def test_dry_run_maps_every_option():
     assert container["command"] == ["modelyard"]
     assert container["args"] == [
         "serve", "/mnt/models", "--name", "iris", "--host", "0.0.0.0", "--port", "8080",
-        "--max-batch-size", "16", "--max-batch-delay-ms", "2.5", "--timeout-ms", "200", "--trusted",
+        "--max-batch-size", "16", "--max-batch-delay-ms", "2.5", "--max-request-mb", "8", "--timeout-ms",
+        "200", "--trusted",
     ]  # fmt: skip
     assert container["env"] == [
         {"name": "STORAGE_URI", "value": location},  # KServe's storage initializer fetches it to /mnt/models

@@ -113,7 +113,9 @@ def logged_iris(iris) -> str:
 
 @pytest.fixture
 def iris_server(logged_iris) -> Iterator[ServeProcess]:
-    server = ServeProcess(logged_iris, "--name", "iris", "--trusted", "--max-batch-delay-ms", "2")
+    server = ServeProcess(
+        logged_iris, "--name", "iris", "--trusted", "--max-batch-delay-ms", "2", "--max-request-mb", "0.01"
+    )
     yield server
     assert server.stop(), server.output()
 
@@ -148,6 +150,8 @@ def test_real_server_with_an_oip_client(iris, iris_server):
             assert http.post("/v1/models/iris:predict", json=body).status_code == 200
             timings.append(time.perf_counter() - started)
         assert sorted(timings)[10] < 0.03, timings
+        big = http.post("/v1/models/iris:predict", json={"instances": np.tile(iris.rows, (10, 1)).tolist()})
+        assert big.status_code == 413 and "takes at most 10,485 (" in big.json()["error"], big.text
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """The model server's ASGI app, built by `create_serving_app(deployment)` (no import-time side effects).
 
-Bare Starlette: a dozen routes need no dependency injection, and every endpoint decodes its own body with
-the stdlib json module. Every error is `{"error": message}` with the status its `ModelyardError` carries.
+Bare Starlette: a dozen routes need no dependency injection, and every endpoint decodes its own body (JSON
+through pydantic-core). Every error is `{"error": message}` with the status its `ModelyardError` carries.
+Request bodies above `max_request_bytes` are refused with 413 before they are read whole.
 
 The inference endpoints are wrapped once (`inference`) for Prometheus metrics (`GET /metrics`) and the
 payload log (a sample of requests and responses written as Parquet); see `metrics.py` and `payload_log.py`.
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, get_route_path
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, PayloadTooLarge
 from modelyard.serving import protocol
 from modelyard.serving.deployment import Deployment, ServedModel
 from modelyard.serving.errors import Overloaded
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 REQUEST_ID_HEADER = "x-request-id"
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -61,8 +62,27 @@ class _Call:
 InferenceHandler = Callable[[Request, ServedModel, _Call], Awaitable[Response]]
 
 
+class JsonResponse(Response):
+    """A JSON body already encoded, sent as Starlette's `Response` sends it, less its generic header and
+    background-task handling (~5% of the server's time on a one-row request)."""
+
+    media_type = JSON
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status_code, self.body, self.background = status_code, body, None
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()),
+        ]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(protocol.dumps(value), status_code=status, media_type=JSON, headers=headers)
+    return JsonResponse(protocol.dumps(value), status, headers)
 
 
 def error_response(exc: ModelyardError) -> Response:
@@ -92,6 +112,7 @@ class ServingApp(Starlette):
     request, measured). Same endpoints, same answers; an unexpected error is a 500 `{"error": ...}`."""
 
     hot: dict[str, Endpoint]  # "invocations", "v2", "v1": the endpoints `create_serving_app` made
+    max_request_bytes: int
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -100,13 +121,48 @@ class ServingApp(Starlette):
                 name, params = found
                 scope["app"], scope["path_params"] = self, params
                 try:
-                    response = await self.hot[name](Request(scope, receive, send))
+                    body = await read_body(scope, receive, self.max_request_bytes)
+                    if body is None:
+                        return  # the client went away: no one to answer
+                    request = Request(scope, receive, send)
+                    request._body = body  # what `await request.body()` returns (Starlette caches it there)
+                    response = await self.hot[name](request)
+                except ModelyardError as exc:
+                    response = error_response(exc)
                 except Exception:
                     logger.exception("Inference request %s failed", scope["path"])
                     response = json_response({"error": "Internal server error; see the server's log."}, 500)
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+async def read_body(scope: Any, receive: Any, limit: int) -> bytes | None:
+    """The request's body, or None if the client disconnected; `PayloadTooLarge` past `limit` bytes, told
+    by Content-Length before anything is read, else as soon as the chunks read add up to more."""
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(int(value), limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body has {size:,} bytes (or more); this server takes at most {limit:,} "
+        "(modelyard serve --max-request-mb). Split the rows over several requests."
+    )
 
 
 def _inference_route(path: str) -> tuple[str, dict[str, str]] | None:
@@ -133,6 +189,7 @@ def create_serving_app(
     metrics: bool | ServingMetrics = True,
     payload_log: PayloadLogConfig | PayloadLogger | None = None,
     background: Sequence[Callable[[], Awaitable[Any]]] = (),
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> Starlette:
     """The ASGI app serving `deployment` over OIP v2, KServe v1 and MLflow-style /invocations.
 
@@ -140,7 +197,8 @@ def create_serving_app(
     `ServingMetrics` to update). `payload_log`: log a sample of requests and responses as Parquet (a
     `PayloadLogConfig`, or a `PayloadLogger` made by the caller); written at shutdown at the latest.
     `background`: coroutine functions run as tasks while the app serves (an `AliasFollower`'s, a
-    `Rollout`'s `run`), cancelled at shutdown before the queues drain.
+    `Rollout`'s `run`), cancelled at shutdown before the queues drain. `max_request_bytes`: larger inference
+    request bodies get 413.
     """
     from modelyard import __version__
 
@@ -212,7 +270,7 @@ def create_serving_app(
         body = await request.body()
         decoded = protocol.decode_v2(body, request.headers.get("inference-header-content-length"))
         if decoded.id is None:
-            decoded.id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+            decoded.id = request.headers.get(REQUEST_ID_HEADER) or protocol.new_request_id()
         call.request_id = decoded.id
         signature = model.signature
         payload = from_tensors(signature.inputs if signature else None, decoded.tensors)
@@ -246,7 +304,7 @@ def create_serving_app(
     ) -> PayloadRecord:  # fmt: skip
         payload, signature = call.payload, model.signature
         return PayloadRecord(
-            request_id=call.request_id or uuid.uuid4().hex,
+            request_id=call.request_id or protocol.new_request_id(),
             timestamp=call.arrived,
             model=model.name,
             version=model.version,
@@ -310,8 +368,8 @@ def create_serving_app(
                     observed.stop()
                 elapsed = time.perf_counter() - started
                 deployment.router.observe(model, status, elapsed)
-                if call.request_id is None:
-                    call.request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+                if logged and call.request_id is None:  # the payload log's (and the shadows') key
+                    call.request_id = request.headers.get(REQUEST_ID_HEADER) or protocol.new_request_id()
                 if call.mirror is not None:  # the shadows compare with this answer (None: it failed)
                     call.mirror.answered(call.output if error is None else None)
             if observed is not None:
@@ -390,6 +448,7 @@ def create_serving_app(
 
     app = ServingApp(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.hot = {"invocations": invocations_endpoint, "v2": v2_endpoint, "v1": v1_endpoint}
+    app.max_request_bytes = max_request_bytes
     app.state.deployment = deployment
     app.state.metrics = observer
     app.state.payload_log = payloads

@@ -75,6 +75,7 @@ class KServeOptions:
     max_batch_size: int = 32
     max_batch_delay_ms: float = 5.0
     max_queue: int | None = None
+    max_request_mb: float | None = None
     timeout_ms: float | None = None
     trusted: bool = False
     cpu: str | None = None
@@ -156,6 +157,8 @@ def serve_args(source: ModelSource, name: str, options: KServeOptions) -> list[s
     ]
     if options.max_queue is not None:
         args += ["--max-queue", str(options.max_queue)]
+    if options.max_request_mb is not None:
+        args += ["--max-request-mb", _number(options.max_request_mb)]
     if options.timeout_ms is not None:
         args += ["--timeout-ms", _number(options.timeout_ms)]
     if options.trusted:
