@@ -60,7 +60,7 @@ def test_register_gate_promote_alias_and_lineage(runs: list[str]) -> None:
     run("models", "promote", "churn", "2", "Production", "--archive-existing")
 
     shown = run("models", "show", "churn").stdout
-    assert "Production" in shown and "Archived" in shown and "champion" in shown
+    assert "Production" in shown and "Archived" in shown and "champion" in shown and "team=growth" in shown
     history = json.loads(run("models", "history", "churn", "--json").stdout)
     assert [(h["version"], h["to_stage"], h["user"]) for h in history] == [
         (1, "Production", "ann"), (2, "Production", "ann"), (1, "Archived", "ann"),

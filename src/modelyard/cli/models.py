@@ -103,7 +103,7 @@ def list_models(state: State, filter_string: str | None, as_json: bool) -> None:
 @json_option
 @pass_state
 def show_model(state: State, name: str, as_json: bool) -> None:
-    """Show a model: its versions, stages, aliases and gate policy.
+    """Show a model: its versions (stage, aliases, tags), and its gate policy.
 
     \b
     Example:
@@ -121,11 +121,12 @@ def show_model(state: State, name: str, as_json: bool) -> None:
             ("Gates", "\n".join(esc(r.rule) + (f" [dim](on {', '.join(r.on)})[/]" if r.on else "") for r in gates.rules)
              or "[dim]none[/]")]  # fmt: skip
     out().print(key_value_grid(rows))
-    table = new_table("Version", "Stage", "Aliases", "Run", "Source", "Created", "By")
+    table = new_table("Version", "Stage", "Aliases", "Tags", "Run", "Source", "Created", "By")
     table.columns[0].style = ID_STYLE
     for mv in versions:
         table.add_row(
-            str(mv.version), _stage(mv.stage.value), esc(", ".join(mv.aliases)), mv.run_id or "",
+            str(mv.version), _stage(mv.stage.value), esc(", ".join(mv.aliases)),
+            esc("\n".join(f"{k}={v}" for k, v in sorted(mv.tags.items()))), mv.run_id or "",
             esc(mv.source), fmt_time(mv.creation_time, short=True), esc(mv.created_by or ""),
         )  # fmt: skip
     out().print(table)
