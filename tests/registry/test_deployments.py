@@ -4,6 +4,9 @@ deployments in a model version's lineage (graph, labels, the `modelyard models l
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import modelyard as my
+from modelyard.cli.main import cli
 from modelyard.errors import Unavailable
 from modelyard.registry.deployments import DeploymentRecorder, deployment_store_for
 from modelyard.schemas.deployments import DeploymentState
@@ -80,7 +84,8 @@ def test_recorder_writes_in_order_in_the_background(uri: str) -> None:
     ]
     store = deployment_store_for(uri)
     found = store.get_deployment(recorder.deployment_id)
-    assert found.info == {"pid": 42} and found.created_by == "ann" and found.state is DeploymentState.STOPPED
+    assert found.info == {"pid": 42, "heartbeat_s": 30.0} and found.created_by == "ann"
+    assert found.state is DeploymentState.STOPPED
     assert store.list_events(recorder.deployment_id)[4].details == {"error_rate": 0.001}
     recorder.event("note", "after the end")  # a closed recorder records nothing, and does not raise
     assert len(_events(uri, recorder.deployment_id)) == 8
@@ -115,6 +120,9 @@ class FlakyStore(DeploymentStore):
 
     def list_events(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner.list_events(*args, **kwargs)
+
+    def heartbeat(self, deployment_id: str) -> None:
+        self._write().heartbeat(deployment_id)
 
     def close(self) -> None:
         self.inner.close()
@@ -179,6 +187,41 @@ def test_context_manager_records_a_failure_then_the_stop(uri: str) -> None:
     ]
 
 
+KILLED_SERVER = """
+import os, signal, sys, time
+from modelyard.registry.deployments import DeploymentRecorder
+
+recorder = DeploymentRecorder.start("iris", [{"model_name": "iris", "version": 1, "percent": 100}],
+                                    "http://10.0.0.5:8080", tracking_uri=sys.argv[1], heartbeat_s=0.2)
+deadline = time.monotonic() + 30
+while recorder._store is None or recorder._store.get_deployment(recorder.deployment_id).heartbeat_time is None:
+    assert time.monotonic() < deadline, "no heartbeat recorded"
+    time.sleep(0.05)
+print(recorder.deployment_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9`: no stop recorded
+"""
+
+
+def test_heartbeats_tell_a_killed_server_from_a_running_one(uri: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_SERVER, uri], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    deployment_id = done.stdout.strip()
+    store = deployment_store_for(uri)
+    found = store.get_deployment(deployment_id)
+    assert found.state is DeploymentState.RUNNING and found.info["heartbeat_s"] == 0.2
+    assert found.heartbeat_time is not None and found.silent_for(found.heartbeat_time + 500) is None
+    time.sleep(0.8)  # more than three missed heartbeats
+    silent = found.silent_for(int(time.time() * 1000))
+    assert silent is not None and silent > 0.6
+    listed = CliRunner().invoke(cli, ["deployments", "list", "--tracking-uri", uri])
+    assert listed.exit_code == 0 and "RUNNING (silent" in listed.output, listed.output
+    with DeploymentRecorder.start("iris", split(100), URL, tracking_uri=uri, heartbeat_s=0.1) as alive:
+        time.sleep(0.5)  # heartbeats keep a live one from looking silent
+        assert store.get_deployment(alive.deployment_id).silent_for(int(time.time() * 1000)) is None
+
+
 # -- lineage -----------------------------------------------------------------------------------------------
 
 
@@ -230,8 +273,6 @@ def test_lineage_lists_the_deployments_that_served_the_version(uri: str) -> None
 
 
 def test_lineage_tree_shows_deployments(uri: str) -> None:
-    from modelyard.cli.main import cli
-
     _deploy(uri)
     result = CliRunner().invoke(cli, ["models", "lineage", "models:/iris/2", "--tracking-uri", uri])
     assert result.exit_code == 0, result.output

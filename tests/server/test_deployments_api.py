@@ -67,7 +67,12 @@ def test_rest_client_round_trip(http: TestClient) -> None:
     assert [d.deployment_id for d in rest.list_deployments(state="RUNNING")] == [made.deployment_id]
     assert rest.list_deployments(state="STOPPED") == []
     assert rest.deployments_of_version("iris", 1)[0].deployment_id == made.deployment_id
+    rest.heartbeat(made.deployment_id)
+    beat = rest.get_deployment(made.deployment_id).heartbeat_time
+    assert beat is not None and beat >= made.created_time and len(rest.list_events(made.deployment_id)) == 4
     rest.update_deployment(made.deployment_id, kind="stopped")
+    with pytest.raises(InvalidState, match="STOPPED"):
+        rest.heartbeat(made.deployment_id)
     # the server's errors come back as the same exceptions
     with pytest.raises(InvalidState, match="STOPPED"):
         rest.update_deployment(made.deployment_id, state="RUNNING")
@@ -188,6 +193,8 @@ def test_writing_needs_edit_on_every_model_served_and_reading_needs_read(team: T
     _error(_create(team, "bob"), 403, "registered model iris", "needs EDIT")
     _error(team.http.patch(url, json={"state": "RUNNING"}, headers=team.as_("bob")), 403, "needs EDIT")
     _error(team.http.post(url + "/events", json={"message": "x"}, headers=team.as_("bob")), 403, "needs EDIT")
+    _error(team.http.post(url + "/heartbeat", headers=team.as_("bob")), 403, "needs EDIT")
+    assert team.http.post(url + "/heartbeat", headers=team.as_("alice")).status_code == 204
     assert team.http.get(url, headers=team.as_("bob")).status_code == 200  # default role READ
     assert team.http.get(url + "/events", headers=team.as_("bob")).status_code == 200
     assert len(team.http.get("/api/v1/deployments", headers=team.as_("bob")).json()["deployments"]) == 1

@@ -121,6 +121,25 @@ def test_stopped_is_final_but_takes_notes(store: SqlDeploymentStore) -> None:
     assert store.list_events(d.deployment_id)[-1] == note
 
 
+def test_heartbeats_set_the_time_without_events_and_silence_shows(store: SqlDeploymentStore) -> None:
+    d = store.create_deployment("iris", URL, [primary(1)], "local", "RUNNING", {"heartbeat_s": 30}, now=1_000)
+    assert d.heartbeat_time is None and d.silent_for(1_000 + 90_000) is None  # three beats may pass
+    assert d.silent_for(1_000 + 91_000) == 91.0  # killed before its first heartbeat
+    store.heartbeat(d.deployment_id, now=50_000)
+    beating = store.get_deployment(d.deployment_id)
+    assert beating.heartbeat_time == 50_000 and beating.updated_time == 1_000  # no change, no event
+    assert [e.kind for e in store.list_events(d.deployment_id)] == [EventKind.STARTED]
+    assert beating.silent_for(50_000 + 90_000) is None and beating.silent_for(50_000 + 120_000) == 120.0
+    untimed = store.create_deployment("iris", URL, [primary(1)], "kserve", "RUNNING", now=1_000)
+    assert untimed.silent_for(10**12) is None  # records without heartbeats are never silent
+    store.update_deployment(d.deployment_id, state="STOPPED", now=60_000)
+    assert store.get_deployment(d.deployment_id).silent_for(10**12) is None  # ended on purpose
+    with pytest.raises(InvalidState, match="STOPPED"):
+        store.heartbeat(d.deployment_id)
+    with pytest.raises(NotFound, match="No deployment with id 'nope'"):
+        store.heartbeat("nope")
+
+
 def test_add_event_records_notes_promotions_and_rollbacks_only(store: SqlDeploymentStore) -> None:
     d = store.create_deployment("iris", URL, [primary(1)], state="RUNNING")
     rolled = store.add_event(

@@ -4,6 +4,7 @@ rollout history, as model servers (`modelyard serve`, rollouts) recorded them.""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 
 import click
@@ -14,6 +15,7 @@ from modelyard.cli.common import (
     State,
     err,
     esc,
+    fmt_duration,
     fmt_time,
     json_option,
     key_value_grid,
@@ -23,7 +25,7 @@ from modelyard.cli.common import (
     print_json,
     tracking_uri_option,
 )
-from modelyard.schemas.deployments import DeploymentState, TrafficEntry
+from modelyard.schemas.deployments import Deployment, DeploymentState, TrafficEntry
 from modelyard.store.deployments import DeploymentStore
 
 STATE_STYLES = {
@@ -56,6 +58,15 @@ def _store(state: State) -> Iterator[DeploymentStore]:
 def _state(value: str) -> str:
     style = STATE_STYLES.get(value, "")
     return f"[{style}]{value}[/]" if style else value
+
+
+def _live_state(deployment: Deployment, now: int) -> str:
+    """The recorded state, and how long its model server has been silent when it missed its heartbeats
+    (killed without recording its stop, or its machine lost)."""
+    silent = deployment.silent_for(now)
+    if silent is None:
+        return _state(deployment.state.value)
+    return f"{_state(deployment.state.value)} [red](silent {fmt_duration(silent * 1000)})[/]"
 
 
 def fmt_traffic(traffic: Sequence[TrafficEntry]) -> str:
@@ -110,7 +121,9 @@ def list_deployments(
 ) -> None:
     """List deployments, newest first, with their traffic split.
 
-    --model/--version find the deployments whose traffic holds or held that model (version).
+    --model/--version find the deployments whose traffic holds or held that model (version). A running
+    deployment whose model server missed three heartbeats is shown as silent (it was probably killed
+    without recording its stop).
 
     \b
     Example:
@@ -132,9 +145,10 @@ def list_deployments(
         return
     table = new_table("ID", "Name", "Endpoint", "Target", "State", "Traffic", "Updated", "By")
     table.columns[0].style = ID_STYLE
+    now = int(time.time() * 1000)
     for d in found:
         table.add_row(
-            d.deployment_id, esc(d.name), esc(d.endpoint), d.target.value, _state(d.state.value),
+            d.deployment_id, esc(d.name), esc(d.endpoint), d.target.value, _live_state(d, now),
             esc(fmt_traffic(d.traffic)), fmt_time(d.updated_time, short=True), esc(d.created_by or ""),
         )  # fmt: skip
     out().print(table)
@@ -168,13 +182,14 @@ def show(state: State, deployment_id: str, limit: int, as_json: bool) -> None:
         ("Name", esc(found.name)),
         ("Endpoint", esc(found.endpoint)),
         ("Target", found.target.value),
-        ("State", _state(found.state.value)),
+        ("State", _live_state(found, int(time.time() * 1000))),
         ("Info", esc(info) or f"[{DIM}]-[/]"),
         (
             "Created",
             f"{fmt_time(found.created_time)}" + (f" by {esc(found.created_by)}" if found.created_by else ""),
         ),
         ("Updated", fmt_time(found.updated_time)),
+        *([("Heartbeat", fmt_time(found.heartbeat_time))] if found.heartbeat_time is not None else []),
     ]
     out().print(key_value_grid(rows))
     uris = any(t.model_uri for t in found.traffic)

@@ -21,6 +21,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -45,6 +46,7 @@ from modelyard.store.deployments import (
 log = logging.getLogger("modelyard.deployments")
 RECORDER_RETRIES = 2  # a REST recorder gives up on an unreachable server after ~1 s, not after a minute
 QUEUE_SIZE = 10_000
+HEARTBEAT_S = 30.0  # how often a running recorder says its model server is alive
 
 
 def deployment_store_for(tracking_uri: str | None = None, retries: int | None = None) -> DeploymentStore:
@@ -84,7 +86,12 @@ class DeploymentRecorder:
     the queued writes, so a server shutting down leaves its last state recorded. Use it as a context
     manager to stop on exit (failed, when an exception leaves the block).
 
-    `background=False` writes in the caller's thread instead (still logging, never raising), for scripts.
+    While it runs, the thread sends a heartbeat every `heartbeat_s` seconds (noted in the record's
+    `info["heartbeat_s"]`): a server killed before it could record its stop leaves a record that
+    `Deployment.silent_for` (and `modelyard deployments list`) shows as silent. `heartbeat_s=None`: none.
+
+    `background=False` writes in the caller's thread instead (still logging, never raising, and without
+    heartbeats), for scripts.
     """
 
     def __init__(
@@ -100,8 +107,10 @@ class DeploymentRecorder:
         store: DeploymentStore | None = None,
         background: bool = True,
         deployment_id: str | None = None,
+        heartbeat_s: float | None = HEARTBEAT_S,
     ) -> None:
         self.deployment_id = deployment_id or secrets.token_hex(8)
+        self._heartbeat_s = heartbeat_s if background and heartbeat_s else None
         self.name, self.endpoint = name, endpoint
         self.traffic: list[TrafficEntry] = []
         self.state = DeploymentState.STARTING
@@ -115,9 +124,12 @@ class DeploymentRecorder:
         try:
             self.traffic = validate_traffic(traffic)
             self.state = parse_state(state)
+            details = dict(info or {})
+            if self._heartbeat_s is not None:
+                details["heartbeat_s"] = self._heartbeat_s
             self._create = {
                 "name": name, "endpoint": endpoint, "traffic": self.traffic, "target": parse_target(target),
-                "state": self.state, "info": dict(info or {}), "message": message,
+                "state": self.state, "info": details, "message": message,
                 "deployment_id": self.deployment_id,
             }  # fmt: skip
         except ModelyardError as exc:
@@ -142,7 +154,8 @@ class DeploymentRecorder:
         **options: Any,
     ) -> DeploymentRecorder:
         """Record a new deployment of the served model `name` at `endpoint` (state RUNNING unless
-        `state=` says otherwise). Options: state, message, tracking_uri, store, background, deployment_id."""
+        `state=` says otherwise). Options: state, message, tracking_uri, store, background, deployment_id,
+        heartbeat_s."""
         return cls(name, traffic, endpoint, target, info, **options)
 
     # what a model server calls ---------------------------------------------------------------------------
@@ -284,8 +297,18 @@ class DeploymentRecorder:
 
     def _work(self) -> None:
         assert self._queue is not None
+        interval = self._heartbeat_s
+        beat_at = time.monotonic() + interval if interval is not None else None
         while True:
-            what, item = self._queue.get()
+            try:
+                wait = None if beat_at is None else max(0.0, beat_at - time.monotonic())
+                what, item = self._queue.get(timeout=wait)
+            except queue.Empty:  # time for a heartbeat (only while no write is queued: a write says as much)
+                assert interval is not None
+                if not self.state.is_final:
+                    self._run(lambda store: store.heartbeat(self.deployment_id))
+                beat_at = time.monotonic() + interval
+                continue
             if what is _STOP:
                 return
             if what is _FLUSH:

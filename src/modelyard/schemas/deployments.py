@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+SILENT_AFTER_BEATS = 3  # heartbeat intervals without one before a running deployment counts as silent
+
 
 class DeploymentState(str, Enum):
     STARTING = "STARTING"  # loading models, not answering yet
@@ -74,6 +76,20 @@ class Deployment(_Model):
     created_by: str | None = None
     created_time: int
     updated_time: int  # the last change or event
+    # The model server's last heartbeat; it sends one every `info["heartbeat_s"]` seconds while it runs.
+    heartbeat_time: int | None = None
+
+    def silent_for(self, now: int) -> float | None:
+        """Seconds since the model server was last heard from (its last heartbeat, or the record's last
+        change), when that is more than `SILENT_AFTER_BEATS` of its heartbeat intervals: a server killed
+        without recording its stop (SIGKILL, a lost machine) leaves its record RUNNING, and this tells.
+        None while it beats, once the deployment ended, and for records without heartbeats (KServe)."""
+        interval = self.info.get("heartbeat_s")
+        if self.state.is_final or isinstance(interval, bool) or not isinstance(interval, (int, float)):
+            return None
+        heard = max(self.heartbeat_time or 0, self.updated_time)
+        silent = (now - heard) / 1000
+        return silent if silent > SILENT_AFTER_BEATS * interval else None
 
     def share_of(self, model_name: str, version: int | None) -> TrafficEntry | None:
         """The traffic entry serving that version now (None: not in the current split)."""

@@ -290,6 +290,10 @@ class DeploymentStore(abc.ABC):
     def list_events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> list[DeploymentEvent]:
         """The history, oldest first, from after `after_id`."""
 
+    @abc.abstractmethod
+    def heartbeat(self, deployment_id: str) -> None:
+        """The model server is alive: sets `heartbeat_time` (no event). InvalidState once STOPPED."""
+
     def deployments_of_version(self, model_name: str, version: int) -> list[Deployment]:
         """Every deployment that served (or serves) that model version, newest first (for lineage)."""
         return self.list_deployments(model_name=model_name, version=int(version), limit=MAX_LIMIT)

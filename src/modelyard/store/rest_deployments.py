@@ -127,6 +127,9 @@ class RestDeploymentStore(RestResource, DeploymentStore):
         path = f"/deployments/{segment(deployment_id)}/events"
         return DeploymentEvent.model_validate(self._call("POST", path, body))
 
+    def heartbeat(self, deployment_id: str) -> None:
+        self._call("POST", f"/deployments/{segment(deployment_id)}/heartbeat")
+
     def list_events(self, deployment_id: str, after_id: int = 0, limit: int = 1000) -> list[DeploymentEvent]:
         params = {"after_id": after_id, "limit": validate_limit(limit)}
         found = self._call("GET", f"/deployments/{segment(deployment_id)}/events", params=params)

@@ -1,9 +1,9 @@
 """/api/v1/deployments: records of model deployments (endpoint, traffic split, state) and their rollout
 history, written by model servers and rollouts, read by people, the CLI and lineage.
 
-Rights with auth on: creating or changing a deployment, or adding an event to it, needs EDIT on every
-registered model in its traffic split (the split before and after a change); reading one needs READ on
-them, and a listing shows only the deployments the caller may read. With auth off every request may do
+Rights with auth on: creating or changing a deployment, adding an event or a heartbeat to it, needs EDIT on
+every registered model in its traffic split (the split before and after a change); reading one needs READ
+on them, and a listing shows only the deployments the caller may read. With auth off every request may do
 everything. Events are attributed to the caller."""
 
 from __future__ import annotations
@@ -122,6 +122,17 @@ def update_deployment(deployment_id: str, body: UpdateDeployment, request: Reque
         _user(request),
     )
     return reply(updated)
+
+
+@router.post("/deployments/{deployment_id}/heartbeat", status_code=204)
+def heartbeat(deployment_id: str, request: Request) -> Response:
+    """The model server is alive (it sends this every `info.heartbeat_s` seconds): sets `heartbeat_time`,
+    records no event. 400 INVALID_STATE once the deployment is STOPPED."""
+    store = _deployments(request)
+    current = store.get_deployment(deployment_id)
+    _require(request, _models(current), Role.EDIT)
+    store.heartbeat(deployment_id)
+    return Response(status_code=204)
 
 
 @router.post("/deployments/{deployment_id}/events", response_model=DeploymentEvent, status_code=201)

@@ -69,6 +69,7 @@ def _deployment(row: Any) -> Deployment:
         created_by=row.created_by,
         created_time=row.created_time,
         updated_time=row.updated_time,
+        heartbeat_time=row.heartbeat_time,
     )
 
 
@@ -198,6 +199,7 @@ class SqlDeploymentStore(AttachedStore, DeploymentStore):
             "created_by": user,
             "created_time": now,
             "updated_time": now,
+            "heartbeat_time": None,
         }
         try:
             with self._tx() as conn:
@@ -296,6 +298,20 @@ class SqlDeploymentStore(AttachedStore, DeploymentStore):
             self._append(conn, row.deployment_id, now, chosen, message, changes.get("state", row.state),
                          changes.get("traffic", row.traffic), extra, user)  # fmt: skip
             return _deployment(self._row(conn, row.deployment_id))
+
+    def heartbeat(self, deployment_id: str, now: int | None = None) -> None:
+        now = now_ms() if now is None else now
+        with self._tx() as conn:
+            row = self._row(conn, deployment_id)
+            if DeploymentState(row.state).is_final:
+                raise InvalidState(
+                    f"Deployment {row.deployment_id!r} is STOPPED; a running model server records a new one."
+                )
+            conn.execute(
+                update(deployments)
+                .where(deployments.c.deployment_id == row.deployment_id)
+                .values(heartbeat_time=now)
+            )
 
     # events ----------------------------------------------------------------------------------------------
     def add_event(

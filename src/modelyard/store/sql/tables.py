@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0006"
+SCHEMA_VERSION = "0007"
 
 metadata = MetaData()
 
@@ -371,6 +371,7 @@ deployments = Table(
     Column("created_by", String(256)),
     Column("created_time", BigInteger, nullable=False),
     Column("updated_time", BigInteger, nullable=False),
+    Column("heartbeat_time", BigInteger),  # the model server's last heartbeat (None: it sends none)
     Index("ix_deployments_created", "created_time"),
     Index("ix_deployments_state", "state"),
 )
