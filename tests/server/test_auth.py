@@ -193,6 +193,9 @@ def test_roles_on_an_experiment_govern_the_v1_api(team: Team) -> None:
            f"modelyard permissions grant bob experiment {exp} EDIT")  # fmt: skip
     _error(team.http.post("/api/v1/runs", json={"experiment_id": exp}, headers=team.as_("bob")), 403,
            "PERMISSION_DENIED")  # fmt: skip
+    tag = f"/api/v1/experiments/{exp}/tags/owner"
+    assert team.http.put(tag, json={"value": "alice"}, headers=team.as_("alice")).status_code == 200
+    _error(team.http.delete(tag, headers=team.as_("bob")), 403, "PERMISSION_DENIED", "needs EDIT")
 
     # alice (MANAGE) grants bob EDIT: he can log but not delete; then she takes it back.
     grant = team.http.put(

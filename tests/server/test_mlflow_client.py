@@ -249,6 +249,11 @@ def test_experiments_search_rename_tag_delete_restore() -> None:
     client.set_experiment_tag(ids[0], "owner", "ana")
     exp = client.get_experiment(ids[0])
     assert exp.name == f"{prefix}-renamed" and exp.tags == {"n": "0", "owner": "ana"}
+    client.delete_experiment_tag(ids[0], "owner")
+    assert client.get_experiment(ids[0]).tags == {"n": "0"}
+    assert my.Client(os.environ["MLFLOW_TRACKING_URI"]).get_experiment(ids[0]).tags == {
+        "n": "0"
+    }  # the same store through Modelyard's API
     client.delete_experiment(ids[1])
     assert client.get_experiment(ids[1]).lifecycle_stage == "deleted"
     deleted = client.search_experiments(
@@ -404,7 +409,7 @@ def test_client_errors_carry_mlflow_codes() -> None:
         (lambda: client.create_run("987654"), "RESOURCE_DOES_NOT_EXIST"),
         (lambda: client.log_metric("f" * 32, "m", 1.0), "RESOURCE_DOES_NOT_EXIST"),
         (lambda: client.set_tag("f" * 32, "bad key\n", "v"), "INVALID_PARAMETER_VALUE"),
-        (lambda: client.delete_experiment_tag("0", "x"), "NOT_IMPLEMENTED"),
+        (lambda: client.delete_experiment_tag("0", "never-set"), "RESOURCE_DOES_NOT_EXIST"),
     ]
     for call, code in cases:
         with pytest.raises(MlflowException) as exc:

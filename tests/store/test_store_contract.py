@@ -90,6 +90,13 @@ def test_search_and_rename_experiments(store: SqlTrackingStore) -> None:
     store.set_experiment_tag(a, "k", "v1")
     store.set_experiment_tag(a, "k", "v2")
     assert store.get_experiment(a).tags == {"k": "v2"}
+    store.set_experiment_tag(a, "team/owner", "ana")
+    store.delete_experiment_tag(a, "team/owner")
+    assert store.get_experiment(a).tags == {"k": "v2"}
+    with pytest.raises(NotFound, match="no tag 'team/owner'"):
+        store.delete_experiment_tag(a, "team/owner")
+    with pytest.raises(NotFound, match="No experiment"):
+        store.delete_experiment_tag("987654", "k")
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 300])

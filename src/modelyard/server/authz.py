@@ -230,6 +230,10 @@ class AuthorizedStore(TrackingStore):
         self.require_experiment(experiment_id, Role.EDIT)
         self.inner.set_experiment_tag(experiment_id, key, value)
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self.require_experiment(experiment_id, Role.EDIT)
+        self.inner.delete_experiment_tag(experiment_id, key)
+
     # runs ------------------------------------------------------------------------------------------------
     def create_run(
         self,

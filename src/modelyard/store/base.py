@@ -69,6 +69,10 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
 
+    @abc.abstractmethod
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """NotFound if the experiment has no such tag."""
+
     # runs ------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def create_run(

@@ -213,6 +213,9 @@ class RestStore(TrackingStore):
             _make(TagValue, value=value),
         )
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self._call("DELETE", f"/experiments/{_seg(experiment_id)}/tags/{_seg(key, path=True)}")
+
     # runs ------------------------------------------------------------------------------------------------
     def create_run(
         self,

@@ -147,6 +147,10 @@ class Client:
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         self.store.set_experiment_tag(str(experiment_id), key, str(value))
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """NotFound if the experiment has no tag `key`."""
+        self.store.delete_experiment_tag(str(experiment_id), key)
+
     def _experiment_ids(self, experiments: Iterable[str] | str | None) -> list[str]:
         """Accept experiment ids or names (a name that does not exist is an error naming it)."""
         if experiments is None:

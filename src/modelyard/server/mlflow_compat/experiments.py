@@ -8,7 +8,7 @@ from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas import ViewType
 from modelyard.server.mlflow_compat import filters
 from modelyard.server.mlflow_compat.convert import ARTIFACT_SCHEME, VIEW_TYPES, experiment_json, key_values
-from modelyard.server.mlflow_compat.route import Fields, MlflowRoute, NotImplementedInModelyard, Store, reply
+from modelyard.server.mlflow_compat.route import Fields, MlflowRoute, Store, reply
 
 router = APIRouter(prefix="/experiments", route_class=MlflowRoute)
 
@@ -88,7 +88,5 @@ def set_experiment_tag(p: Fields, s: Store) -> Response:
 
 @router.post("/delete-experiment-tag")
 def delete_experiment_tag(p: Fields, s: Store) -> Response:
-    raise NotImplementedInModelyard(
-        "Deleting experiment tags is not supported by Modelyard's tracking store yet; "
-        "set the tag to an empty value instead."
-    )
+    s.delete_experiment_tag(p.experiment_id(), p.required("key"))
+    return reply({})

@@ -58,6 +58,13 @@ def set_experiment_tag(experiment_id: str, key: str, body: TagValue, s: Store) -
     return ok()
 
 
+@router.delete("/{experiment_id}/tags/{key:path}")
+def delete_experiment_tag(experiment_id: str, key: str, s: Store) -> dict[str, Any]:
+    """404 if the experiment has no such tag."""
+    s.delete_experiment_tag(experiment_id, key)
+    return ok()
+
+
 @router.post("/{experiment_id}/delete")
 def delete_experiment(experiment_id: str, s: Store) -> dict[str, Any]:
     s.delete_experiment(experiment_id)

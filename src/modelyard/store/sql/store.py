@@ -405,6 +405,17 @@ class SqlTrackingStore(TrackingStore):
                 stmt.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": value})
             )
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        with self._tx() as conn:
+            row = self._experiment_row(conn, experiment_id)
+            deleted = conn.execute(
+                experiment_tags.delete().where(
+                    experiment_tags.c.experiment_id == row.experiment_id, experiment_tags.c.key == key
+                )
+            ).rowcount
+            if not deleted:
+                raise NotFound(f"Experiment {experiment_id} has no tag {key!r}.")
+
     # runs ------------------------------------------------------------------------------------------------
     def create_run(
         self,
