@@ -557,6 +557,7 @@ def main() -> None:
     results: dict[str, dict] = {side: {} for side in sides}
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
+        tracking.precompile_modelyard()
         console.print("  fit the models and save them with each library (untimed) ...")
         subprocess.run(
             [sys.executable, __file__, "--prepare", str(tmp)], check=True, env={**os.environ, **ENV}
