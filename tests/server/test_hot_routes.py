@@ -30,13 +30,17 @@ def _app(tmp_path: Path, name: str, hot: bool, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, TestClient]]:
-    """The same app twice, on two databases: with HotRoutes, and with FastAPI's router only."""
+def trio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, ...]]:
+    """The same app three times, on three databases: as `modelyard server` serves it (HotRoutes in front of
+    the app too, auth being off), with HotRoutes at the router only, and with FastAPI's router only."""
+    front_app = _app(tmp_path, "front.db", True, monkeypatch)
+    front = hot_routes.hot_front(front_app)
     hot, plain = _app(tmp_path, "hot.db", True, monkeypatch), _app(tmp_path, "plain.db", False, monkeypatch)
+    assert isinstance(front, hot_routes.HotRoutes) and front.max_body == 2**20
     assert isinstance(hot.router.middleware_stack, hot_routes.HotRoutes)
     assert not isinstance(plain.router.middleware_stack, hot_routes.HotRoutes)
-    with TestClient(hot) as a, TestClient(plain) as b:
-        yield a, b
+    with TestClient(front) as a, TestClient(hot) as b, TestClient(plain) as c:
+        yield a, b, c
 
 
 def _runs(api: TestClient) -> tuple[str, str]:
@@ -101,16 +105,17 @@ CASES = [
     ("/ajax-api/2.0/mlflow/runs/log-batch", {"run_id": RUN, "params": [{"key": "q", "value": "2"}]}),
     ("/api/2.0/mlflow/runs/log-batch", {"run_id": RUN, "metrics": "loss"}),
     ("/api/2.0/mlflow/runs/log-batch", {"metrics": [POINT]}),
+    (V1, {"metrics": [{**POINT, "step": i} for i in range(20_000)]}),  # over the apps' 1 MB limit: 413
 ]
 
 
-def test_hot_routes_answer_like_fastapis_router(pair: tuple[TestClient, TestClient]) -> None:
-    hot, plain = pair
-    hot_runs, plain_runs = _runs(hot), _runs(plain)
+def test_hot_routes_answer_like_fastapis_router(trio: tuple[TestClient, ...]) -> None:
+    runs = [_runs(api) for api in trio]
     for path, body in CASES:
-        assert _answer(hot, hot_runs, path, body) == _answer(plain, plain_runs, path, body), (path, body)
-    # and both stored the same
-    for api, (run_id, _) in ((hot, hot_runs), (plain, plain_runs)):
+        front, hot, plain = (_answer(api, r, path, body) for api, r in zip(trio, runs))
+        assert front == hot == plain, (path, body)
+    # and all stored the same
+    for api, (run_id, _) in zip(trio, runs):
         run = api.get(f"/api/v1/runs/{run_id}").json()["data"]
         assert run["params"] == {"p": "1", "q": "1"}
         assert run["tags"]["t"] == "x" and run["tags"]["t2"] == "y"
@@ -191,3 +196,32 @@ def test_hot_routes_with_auth_check_roles_and_audit(tmp_path: Path) -> None:
             [("", "log-batch", 401), ("reader", "log-batch", 403), ("admin", "log-batch", 200),
              ("", "log-metric", 401), ("reader", "log-metric", 403), ("admin", "log-metric", 200)]
         )  # fmt: skip
+
+
+def test_the_front_answers_hot_requests_before_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    front = hot_routes.hot_front(_app(tmp_path, "f.db", True, monkeypatch))
+    assert isinstance(front, hot_routes.HotRoutes)
+    reached: list[str] = []
+    app = front.app
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            reached.append(scope["path"])
+        await app(scope, receive, send)
+
+    front.app = recording
+    with TestClient(front) as api:
+        run_id = api.post("/api/v1/runs", json={"experiment_id": "0"}).json()["info"]["run_id"]
+        assert api.post(f"/api/v1/runs/{run_id}/log-batch", json={"metrics": [POINT]}).status_code == 200
+        missing = api.post("/api/v1/runs/" + "f" * 32 + "/log-batch", json={"metrics": [POINT]})
+        assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        big = api.post(f"/api/v1/runs/{run_id}/log-batch", content=b" " * (2**20 + 1))
+        assert big.status_code == 413
+        assert reached == ["/api/v1/runs", f"/api/v1/runs/{run_id}/log-batch"]  # only the create and the 413
+
+
+def test_no_front_with_auth(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(backend_store_uri=f"sqlite:///{tmp_path / 'a.db'}", auth=True))
+    assert hot_routes.hot_front(app) is app  # the auth middleware must see every request

@@ -132,7 +132,7 @@ def server(
     # No gc.collect() first: it would add ~50 ms to the startup for the little garbage importing leaves.
     gc.freeze()
     uvicorn.run(
-        "modelyard.server.app:app_from_env",
+        "modelyard.server.app:asgi_from_env",
         factory=True,
         host=host,
         port=port,

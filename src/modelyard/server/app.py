@@ -260,5 +260,13 @@ def app_from_env() -> FastAPI:
 _built: tuple[ServerSettings, FastAPI] | None = None  # the last app_from_env app, not yet handed over
 
 
+def asgi_from_env() -> ASGIApp:
+    """uvicorn's factory in `modelyard server`: `app_from_env()`, behind `hot_routes.hot_front` (with auth
+    off, the logging hot paths are answered before FastAPI's own layers)."""
+    from modelyard.server.hot_routes import hot_front
+
+    return hot_front(app_from_env())
+
+
 def _role(name: str) -> Role | None:
     return None if name.upper() == "NONE" else Role(name.upper())
