@@ -87,12 +87,41 @@ class HotRoutes:
             return await self._mlflow_router(scope, receive, send)
         await self.app(scope, receive, send)
 
-    def _within_limit(self, scope: Scope) -> bool:
-        """The body's declared length is within the app's limit (else the app's own layers answer)."""
-        assert self.max_body is not None
+    # answered inside the HTTP protocol (server/protocol.py) ----------------------------------------------
+    def run_to_log_now(self, scope: Scope, max_body: int) -> str | None:
+        """The run id of a v1 log-batch that can be stored without the ASGI app: in front of the app, on a
+        store that writes in this process, a declared body of at most `max_body` bytes; else None."""
+        if (
+            self.max_body is None
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or self.fastapi_app.dependency_overrides
+            or not self.fastapi_app.state.store.writes_are_local
+            or not self._within_limit(scope, min(max_body, self.max_body))
+        ):
+            return None
+        path: str = scope["path"]
+        if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
+            run_id = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
+            if run_id and "/" not in run_id:
+                return run_id
+        return None
+
+    def log_now(self, run_id: str, body: bytes) -> bytes:
+        """Store a log-batch request's body (see `run_to_log_now`) and return the response body; raises
+        what the route would, for the caller to let the app answer the request instead."""
+        from modelyard.server.routes.runs import EMPTY, log_batch_here
+
+        log_batch_here(self.fastapi_app.state.store, run_id, body)
+        return EMPTY
+
+    def _within_limit(self, scope: Scope, limit: int | None = None) -> bool:
+        """The body's declared length is within `limit` (default: the app's; else its own layers answer)."""
+        limit = self.max_body if limit is None else limit
+        assert limit is not None
         for key, value in scope["headers"]:
             if key == b"content-length":
-                return value.isdigit() and int(value) <= self.max_body
+                return value.isdigit() and int(value) <= limit
         return False
 
     async def _answer(self, call: Awaitable[None], scope: Scope, receive: Receive, send: Send) -> None:

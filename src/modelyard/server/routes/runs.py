@@ -108,14 +108,19 @@ async def log_batch(run_id: str, request: Request) -> Response:
     raw = await request.body()
     s = store(request)
     if s.writes_are_local:
-        with _gc_paused():
-            body = parse_body(LogBatch, raw)
-            s.log_batch(run_id, body.metrics, body.params, body.tags)
-            del body  # freed here, before the collector runs again
+        log_batch_here(s, run_id, raw)
     else:
         body = parse_body(LogBatch, raw)
         await run_in_threadpool(s.log_batch, run_id, body.metrics, body.params, body.tags)
     return Response(EMPTY, media_type="application/json")
+
+
+def log_batch_here(s: TrackingStore, run_id: str, raw: bytes) -> None:
+    """Parse a log-batch body and store it in this thread (a store whose writes are local)."""
+    with _gc_paused():
+        body = parse_body(LogBatch, raw)
+        s.log_batch(run_id, body.metrics, body.params, body.tags)
+        del body  # freed here, before the collector runs again
 
 
 @contextlib.contextmanager
