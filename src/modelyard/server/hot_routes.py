@@ -62,20 +62,11 @@ class HotRoutes:
         self._mlflow_router: APIRouter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-            and "fastapi.telemetry" not in scope  # FastAPI names the route in its spans: let it route
-            and not self.fastapi_app.dependency_overrides
-            and (self.max_body is None or self._within_limit(scope))
-        ):
+        if self._may_answer(scope):
             path: str = scope["path"]
-            if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
-                run_id = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
-                if run_id and "/" not in run_id:  # the route's {run_id}: one non-empty segment
-                    return await self._answer(self._v1(run_id, scope, receive, send), scope, receive, send)
-            elif (name := MLFLOW_PATHS.get(path)) is not None:
+            if (run_id := _v1_run_id(path)) is not None:
+                return await self._answer(self._v1(run_id, scope, receive, send), scope, receive, send)
+            if (name := MLFLOW_PATHS.get(path)) is not None:
                 from modelyard.server.mlflow_compat import run_data
 
                 endpoint = run_data.log_metric if name == "log-metric" else run_data.log_batch
@@ -87,25 +78,29 @@ class HotRoutes:
             return await self._mlflow_router(scope, receive, send)
         await self.app(scope, receive, send)
 
+    def _may_answer(self, scope: Scope) -> bool:
+        """Whether a request may be answered here if its path is a hot one (else FastAPI must see it)."""
+        return (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and "fastapi.telemetry" not in scope  # FastAPI names the route in its spans: let it route
+            and not self.fastapi_app.dependency_overrides
+            and (self.max_body is None or _declared_within(scope, self.max_body))
+        )
+
     # answered inside the HTTP protocol (server/protocol.py) ----------------------------------------------
     def run_to_log_now(self, scope: Scope, max_body: int) -> str | None:
         """The run id of a v1 log-batch that can be stored without the ASGI app: in front of the app, on a
         store that writes in this process, a declared body of at most `max_body` bytes; else None."""
         if (
             self.max_body is None
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-            or self.fastapi_app.dependency_overrides
+            or not self._may_answer(scope)
+            or not _declared_within(scope, max_body)
             or not self.fastapi_app.state.store.writes_are_local
-            or not self._within_limit(scope, min(max_body, self.max_body))
         ):
             return None
-        path: str = scope["path"]
-        if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
-            run_id = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
-            if run_id and "/" not in run_id:
-                return run_id
-        return None
+        return _v1_run_id(scope["path"])
 
     def log_now(self, run_id: str, body: bytes) -> bytes:
         """Store a log-batch request's body (see `run_to_log_now`) and return the response body; raises
@@ -114,15 +109,6 @@ class HotRoutes:
 
         log_batch_here(self.fastapi_app.state.store, run_id, body)
         return EMPTY
-
-    def _within_limit(self, scope: Scope, limit: int | None = None) -> bool:
-        """The body's declared length is within `limit` (default: the app's; else its own layers answer)."""
-        limit = self.max_body if limit is None else limit
-        assert limit is not None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                return value.isdigit() and int(value) <= limit
-        return False
 
     async def _answer(self, call: Awaitable[None], scope: Scope, receive: Receive, send: Send) -> None:
         """Run a hot request; in front of the app, answer its errors as the app's handlers would."""
@@ -167,6 +153,23 @@ class HotRoutes:
         except ModelyardError as exc:
             response = error_reply(exc)
         await response(scope, receive, send)
+
+
+def _v1_run_id(path: str) -> str | None:
+    """The `{run_id}` of a v1 log-batch path (one non-empty segment, as the route's), else None."""
+    if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
+        run_id = path[len(V1_PREFIX) : -len(V1_SUFFIX)]
+        if run_id and "/" not in run_id:
+            return run_id
+    return None
+
+
+def _declared_within(scope: Scope, limit: int) -> bool:
+    """The request declares a Content-Length of at most `limit` bytes (no declared length: False)."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            return value.isdigit() and int(value) <= limit
+    return False
 
 
 def install(app: FastAPI) -> None:

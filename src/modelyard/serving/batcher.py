@@ -271,9 +271,8 @@ class Batcher:
 
     def _wake(self) -> None:
         """Let the batching loop look again (a request queued, a batch finished, closing)."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiter is not None:
+            _release(self._waiter)
 
     async def _wait(self, timeout: float | None) -> None:
         """Until `_wake()` or `timeout` seconds. A future and a timer: `asyncio.wait_for` on an Event
