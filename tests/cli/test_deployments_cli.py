@@ -92,3 +92,22 @@ def test_errors_without_tracebacks(deployed: list[str]) -> None:
 def test_empty_store_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     my.set_tracking_uri(None)
     assert "No deployments recorded yet." in run("deployments", "list").stderr
+
+
+def test_stop_records_the_stop_of_a_server_that_could_not(deployed: list[str]) -> None:
+    said = run("deployments", "stop", "iris-prod", "--message", "node ml-7 lost").stdout
+    assert "iris-prod" in said and "STOPPED" in said
+    shown = json.loads(run("deployments", "show", "iris-prod", "--json").stdout)
+    assert shown["deployment"]["state"] == "STOPPED"
+    last = shown["events"][-1]
+    assert (last["kind"], last["message"], last["user"]) == ("stopped", "node ml-7 lost", "ann")
+    assert last["details"]["previous_state"] == "ROLLING_OUT"
+    assert shown["deployment"]["traffic"] == shown["events"][-2]["traffic"]  # the split stays as it was
+    default = json.loads(run("deployments", "stop", "churn-isvc", "--json").stdout)
+    assert default["state"] == "STOPPED"
+    assert "stopped by hand" in run("deployments", "show", "churn-isvc").stdout
+    again = run("deployments", "stop", "iris-prod", code=1)
+    assert "is STOPPED" in again.stderr and "Traceback" not in again.output
+    missing = run("deployments", "stop", "no-such-id", code=1)
+    assert "No deployment with id 'no-such-id'" in missing.stderr
+    assert "Example" in run("deployments", "stop", "--help").stdout

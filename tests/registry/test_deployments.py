@@ -17,11 +17,12 @@ from click.testing import CliRunner
 
 import modelyard as my
 from modelyard.cli.main import cli
-from modelyard.errors import Unavailable
+from modelyard.errors import InvalidState, Unavailable
 from modelyard.registry.deployments import DeploymentRecorder, deployment_store_for
 from modelyard.schemas.deployments import DeploymentState
 from modelyard.store.deployments import DeploymentStore
 from modelyard.store.sql.deployments import SqlDeploymentStore
+from tests.server.live import LiveServer
 
 URL = "http://10.0.0.5:8080"
 
@@ -217,9 +218,37 @@ def test_heartbeats_tell_a_killed_server_from_a_running_one(uri: str) -> None:
     assert silent is not None and silent > 0.6
     listed = CliRunner().invoke(cli, ["deployments", "list", "--tracking-uri", uri])
     assert listed.exit_code == 0 and "RUNNING (silent" in listed.output, listed.output
+    assert "record its stop with `modelyard deployments stop ID`" in listed.output
+    stopped = CliRunner().invoke(cli, ["deployments", "stop", deployment_id, "--tracking-uri", uri])
+    assert stopped.exit_code == 0 and "STOPPED" in stopped.output, stopped.output
+    assert store.get_deployment(deployment_id).silent_for(int(time.time() * 1000)) is None
+    assert store.list_events(deployment_id)[-1].message == "stopped by hand"
     with DeploymentRecorder.start("iris", split(100), URL, tracking_uri=uri, heartbeat_s=0.1) as alive:
         time.sleep(0.5)  # heartbeats keep a live one from looking silent
         assert store.get_deployment(alive.deployment_id).silent_for(int(time.time() * 1000)) is None
+
+
+def test_stop_by_hand_through_a_server(uri: str, tmp_path: Path) -> None:
+    """`modelyard deployments stop` on `http://...`: the record stops, and the killed server's recorder, were
+    it only cut off, would be told its deployment is over."""
+    live = LiveServer(uri, tmp_path / "artifacts").start()
+    try:
+        store = deployment_store_for(live.url)
+        created = store.create_deployment("iris", URL, split(100), state="RUNNING")
+        done = CliRunner().invoke(cli, ["deployments", "stop", created.deployment_id, "-m", "host lost",
+                                        "--tracking-uri", live.url])  # fmt: skip
+        assert done.exit_code == 0 and "STOPPED" in done.output, done.output
+        event = store.list_events(created.deployment_id)[-1]
+        assert (event.kind.value, event.message, event.state) == (
+            "stopped",
+            "host lost",
+            DeploymentState.STOPPED,
+        )
+        with pytest.raises(InvalidState, match="is STOPPED"):
+            store.heartbeat(created.deployment_id)
+        store.close()
+    finally:
+        live.stop()
 
 
 # -- lineage -----------------------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def deployments() -> None:
       modelyard deployments list --model iris --version 3
       modelyard deployments list --state RUNNING
       modelyard deployments show 3f9a1c2b7d10aa01
+      modelyard deployments stop 3f9a1c2b7d10aa01 --message "host lost"
     """
 
 
@@ -152,6 +153,11 @@ def list_deployments(
             esc(fmt_traffic(d.traffic)), fmt_time(d.updated_time, short=True), esc(d.created_by or ""),
         )  # fmt: skip
     out().print(table)
+    if any(d.silent_for(now) is not None for d in found):
+        err().print(
+            "Silent: its model server missed three heartbeats. If that server is gone, record its stop with "
+            "`modelyard deployments stop ID`."
+        )
 
 
 @deployments.command("show")
@@ -210,3 +216,34 @@ def show(state: State, deployment_id: str, limit: int, as_json: bool) -> None:
             esc(fmt_traffic(e.traffic)), message, esc(e.user or ""),
         )  # fmt: skip
     out().print(history)
+
+
+@deployments.command("stop")
+@click.argument("deployment_id", metavar="ID")
+@click.option("--message", "-m", default="", help="Why, kept in the history (default: stopped by hand).")
+@tracking_uri_option
+@json_option
+@pass_state
+def stop(state: State, deployment_id: str, message: str, as_json: bool) -> None:
+    """Record that a deployment stopped, for a model server that could not record it itself (killed with
+    SIGKILL, its machine lost: shown as silent). It only changes the record, it stops no server; a
+    server still running records its own stop when you stop it (Ctrl-C, SIGTERM). A stopped record
+    no longer changes.
+
+    \b
+    Example:
+      modelyard deployments stop 3f9a1c2b7d10aa01
+      modelyard deployments stop 3f9a1c2b7d10aa01 --message "node ml-7 lost"
+    """
+    from modelyard.registry.client import current_user
+
+    with _store(state) as store:
+        found = store.update_deployment(
+            deployment_id, kind="stopped", message=message or "stopped by hand", user=current_user()
+        )
+    if as_json:
+        print_json(found)
+        return
+    out().print(
+        f"Deployment [{ID_STYLE}]{found.deployment_id}[/] ({esc(found.name)}) is now {_state(found.state.value)}."
+    )
