@@ -195,6 +195,9 @@ def test_writing_needs_edit_on_every_model_served_and_reading_needs_read(team: T
     _error(team.http.post(url + "/events", json={"message": "x"}, headers=team.as_("bob")), 403, "needs EDIT")
     _error(team.http.post(url + "/heartbeat", headers=team.as_("bob")), 403, "needs EDIT")
     assert team.http.post(url + "/heartbeat", headers=team.as_("alice")).status_code == 204
+    audited = team.http.get("/api/v1/audit", headers=team.as_("root")).json()["entries"]
+    beats = [(e["username"], e["status"]) for e in audited if e["path"].endswith("/heartbeat")]
+    assert beats == [("bob", 403)]  # a refused heartbeat is audited; an accepted one (every 30 s) is not
     assert team.http.get(url, headers=team.as_("bob")).status_code == 200  # default role READ
     assert team.http.get(url + "/events", headers=team.as_("bob")).status_code == 200
     assert len(team.http.get("/api/v1/deployments", headers=team.as_("bob")).json()["deployments"]) == 1

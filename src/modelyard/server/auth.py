@@ -5,7 +5,9 @@ Every request but the health checks and the API docs must carry an API token, ei
 MLFLOW_TRACKING_TOKEN) or as HTTP Basic with the token as password (MLflow clients with
 MLFLOW_TRACKING_USERNAME/PASSWORD). The request's principal goes into the ASGI scope's state, where the
 routes' store (`routes.store`) picks it up. Every write request, refused ones included, leaves one audit
-entry after its response: who, method, path, the resources it touched, status, client address, when.
+entry after its response: who, method, path, the resources it touched, status, client address, when. The
+one exception is an accepted deployment heartbeat: it changes nothing but a liveness time, and each model
+server sends one every 30 s (as Kubernetes audit policies leave out node lease renewals).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class AuthMiddleware:
             state["principal"], state["audit_targets"] = principal, targets
             await self.app(scope, receive, tracked_send)
         finally:
-            if write:
+            if write and not (status < 400 and _is_heartbeat(scope["path"])):
                 await self._audit(scope, principal, targets, status)
 
     async def _principal(self, scope: Scope) -> Principal:
@@ -110,6 +112,10 @@ class AuthMiddleware:
             await run_in_threadpool(self.authz.accounts.record_audit, [entry])
         except Exception:  # the write itself is done: a failed audit insert is logged, not raised
             log.exception("Could not record audit entry %s", entry)
+
+
+def _is_heartbeat(path: str) -> bool:
+    return path.startswith("/api/v1/deployments/") and path.endswith("/heartbeat")
 
 
 async def _refuse(exc: Unauthenticated, send: Send) -> None:
