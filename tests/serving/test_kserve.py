@@ -217,7 +217,10 @@ def test_names_that_are_not_dns1035_labels():
             ["--target", "kserve", "--dry-run", "--image", IMAGE, "--cpu", "2 cores"],
             "not a Kubernetes quantity",
         ),
-        (["--target", "kserve", "--dry-run", "--image", IMAGE, "--env", "NOVALUE"], "write KEY=VALUE"),
+        (
+            ["--target", "kserve", "--dry-run", "--image", IMAGE, "--env", "NOVALUE"],
+            "expected KEY=VALUE, got 'NOVALUE'",
+        ),
         (["--target", "kserve", "--dry-run", "--image", IMAGE, "--canary-percent", "120"], "0<=x<=100"),
         (
             [

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from modelyard.cli.common import State, err, tracking_uri_option
+from modelyard.cli.common import State, err, parse_key_values, tracking_uri_option
 
 
 def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
@@ -182,7 +182,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "env",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: _pairs(p, v),
+    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
     help="[kserve] Container environment variable (repeatable).",
 )
 @click.option(
@@ -190,7 +190,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "labels",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: _pairs(p, v),
+    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
     help="[kserve] Extra label (repeatable).",
 )
 @click.option(
@@ -198,7 +198,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "annotations",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: _pairs(p, v),
+    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
     help="[kserve] Extra annotation (repeatable).",
 )
 @click.option(
@@ -501,18 +501,6 @@ def _quantity(param: click.Parameter, value: str | None) -> str | None:
             f"{value!r} is not a Kubernetes quantity (e.g. 2, 500m, 4Gi).", param_hint=f"'--{param.name}'"
         )
     return value
-
-
-def _pairs(param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(
-                f"{item!r}: write KEY=VALUE.", param_hint=f"'{max(param.opts, key=len)}'"
-            )
-        pairs[key] = value
-    return pairs
 
 
 def _serve_kserve(
