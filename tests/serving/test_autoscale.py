@@ -122,6 +122,27 @@ def slow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def test_the_serve_options_reach_the_autoscaler(slow_folder):
+    """`modelyard serve --autoscale 1:3 --scale-target 2 --scale-up-delay 1 --scale-down-delay 9
+    --scale-window 12` builds this config; options left out keep their defaults."""
+    from modelyard.cli.serve import _served_model
+
+    scaling = {"scale_target": 2.0, "scale_up_delay": 1.0, "scale_down_delay": 9.0, "scale_window": 12.0}
+    model = _served_model("slow", "1", str(slow_folder), BatchConfig(), True, None, (1, 3), scaling)
+    try:
+        assert model.batcher.autoscaler.config == AutoscaleConfig(
+            1, 3, target=2.0, window=12.0, scale_up_delay=1.0, scale_down_delay=9.0
+        )
+    finally:
+        model.runner.close()
+    model = _served_model("slow", "1", str(slow_folder), BatchConfig(), True, None, (1, 2),
+                          dict.fromkeys(scaling))  # fmt: skip
+    try:
+        assert model.batcher.autoscaler.config == AutoscaleConfig(1, 2)
+    finally:
+        model.runner.close()
+
+
 async def test_load_scales_a_process_runner_up_to_max_and_back_down_to_min(slow_folder, caplog):
     caplog.set_level(logging.INFO, logger="modelyard.serving.autoscale")
     runner = ProcessRunner(slow_folder, 1, trusted=True, name="slow/1")

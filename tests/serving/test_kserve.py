@@ -245,6 +245,8 @@ def test_names_that_are_not_dns1035_labels():
         (["--autoscale", "0:3"], "serving here needs MIN >= 1"),
         (["--scale-target", "4"], "--scale-target applies to --autoscale"),
         (["--replicas", "2", "--scale-down-delay", "5"], "--scale-down-delay applies to --autoscale"),
+        (["--scale-window", "10"], "--scale-window applies to --autoscale"),
+        (["--autoscale", "1:2", "--scale-window", "0"], "0 is not in the range x>0"),
         (
             ["--target", "kserve", "--dry-run", "--image", IMAGE, "--scale-up-delay", "5"],
             "--scale-up-delay applies to --target local only",

@@ -100,6 +100,13 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     help="[local --autoscale] Scale down only to a count wanted for this long [default: 30].",
 )
 @click.option(
+    "--scale-window",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="[local --autoscale] Average the requests in flight over this many seconds (Knative's stable "
+    "window): longer is steadier, shorter reacts sooner [default: 6].",
+)
+@click.option(
     "--target",
     type=click.Choice(["local", "kserve"]),
     default="local",
@@ -246,6 +253,7 @@ def serve(
     autoscale: tuple[int, int] | None,
     scale_up_delay: float | None,
     scale_down_delay: float | None,
+    scale_window: float | None,
     target: str,
     log_payloads: float | None,
     payload_log_uri: str | None,
@@ -278,7 +286,7 @@ def serve(
       modelyard serve models:/iris@champion --canary models:/iris/5 --canary-percent 10 --shadow models:/iris/6
     Example (worker processes: 4, or 1 to 8 on 4 requests in flight per replica):
       modelyard serve models:/iris/1 --replicas 4
-      modelyard serve models:/iris/1 --autoscale 1:8 --scale-target 4 --scale-down-delay 60
+      modelyard serve models:/iris/1 --autoscale 1:8 --scale-target 4 --scale-down-delay 60 --scale-window 10
     Example (a KServe InferenceService: print it, then submit it):
       modelyard serve models:/iris@champion --target kserve --dry-run \\
         --image registry.example.com/modelyard:0.1 --autoscale 1:4 --scale-metric concurrency --scale-target 4
@@ -292,7 +300,11 @@ def serve(
             "--canary and --shadow serve here (--target local); with --target kserve, --canary-percent makes "
             "this version the InferenceService's canary."
         )
-    delays = {"scale_up_delay": scale_up_delay, "scale_down_delay": scale_down_delay}
+    delays = {
+        "scale_up_delay": scale_up_delay,
+        "scale_down_delay": scale_down_delay,
+        "scale_window": scale_window,
+    }
     if target == "kserve":
         for key, value in delays.items():
             if value is not None:
@@ -423,7 +435,7 @@ def _served_model(
     )
     if autoscale is not None:
         options = {"target": scaling["scale_target"], "scale_up_delay": scaling["scale_up_delay"],
-                   "scale_down_delay": scaling["scale_down_delay"]}  # fmt: skip
+                   "scale_down_delay": scaling["scale_down_delay"], "window": scaling["scale_window"]}  # fmt: skip
         Autoscaler(model, AutoscaleConfig(*autoscale, **{k: v for k, v in options.items() if v is not None}))
     return model
 
