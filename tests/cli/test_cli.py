@@ -472,6 +472,28 @@ def test_db_refuses_a_server_uri(home: Path) -> None:
     assert "tracking server" in result.stderr
 
 
+def test_a_database_that_cannot_be_opened_is_one_line_and_left_as_it_was(home: Path) -> None:
+    not_a_db = home.parent / "notes.db"
+    not_a_db.write_text("not a database")
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/x"  # nothing listens on port 1
+    cases = [
+        (f"sqlite:///{not_a_db}", "Cannot open the tracking database", "file is not a database"),
+        (unreachable, "Cannot open the tracking database", "127.0.0.1"),
+        (
+            "sqlite:////proc/no-such-folder/x.db",
+            "Cannot create the folder /proc/no-such-folder",
+            "can write to",
+        ),
+    ]
+    for uri, *expected in cases:
+        for args in (["db", "current", "--tracking-uri", uri], ["db", "upgrade", "--tracking-uri", uri],
+                     ["--tracking-uri", uri, "runs", "list"]):  # fmt: skip
+            result = run(*args, code=1)
+            assert all(text in result.stderr for text in expected), (args, result.output)
+            assert "Traceback" not in result.output
+    assert not_a_db.read_text() == "not a database"
+
+
 # -- help and entry points ---------------------------------------------------------------------------------
 
 

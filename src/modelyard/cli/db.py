@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 
 from modelyard.cli.common import DIM, State, esc, key_value_grid, out, pass_state
@@ -38,6 +41,20 @@ def _database_uri(state: State, override: str | None) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def _database_errors(uri: str) -> Iterator[None]:
+    """A database that cannot be reached or opened is the user's to fix: one line, no traceback."""
+    from sqlalchemy.exc import DatabaseError
+
+    from modelyard.errors import Unavailable
+    from modelyard.store.sql.engine import redact
+
+    try:
+        yield
+    except DatabaseError as exc:
+        raise Unavailable(f"Cannot open the tracking database {redact(uri)}: {exc.orig}") from None
+
+
 @db.command("current")
 @_uri_option
 @pass_state
@@ -56,7 +73,8 @@ def current(state: State, db_uri: str | None) -> None:
     uri = _database_uri(state, db_uri)
     write_engine, read_engine = create_engines(uri)
     try:
-        version = stored_version(read_engine)
+        with _database_errors(uri):
+            version = stored_version(read_engine)
     finally:
         write_engine.dispose()
         read_engine.dispose()
@@ -95,7 +113,8 @@ def upgrade(state: State, db_uri: str | None) -> None:
     from modelyard.store.sql.migrate import upgrade as migrate
 
     uri = _database_uri(state, db_uri)
-    before, after = migrate(uri)
+    with _database_errors(uri):
+        before, after = migrate(uri)
     where = esc(redact(uri))
     if before == after:
         out().print(f"Schema of {where} is already up to date (version {after}).")

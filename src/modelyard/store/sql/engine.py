@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from modelyard.errors import InvalidArgument, SchemaOutdated, Unavailable
 from modelyard.store.sql.tables import SCHEMA_VERSION, metadata
@@ -27,7 +27,14 @@ def normalize_url(uri: str) -> str:
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"Cannot create the folder {folder} for the SQLite database {url}: {exc.strerror or exc}. "
+                "Point the tracking URI at a folder you can write to."
+            ) from None
     engine = create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False, "isolation_level": None}
     )
@@ -98,7 +105,7 @@ def ensure_schema(write_engine: Engine, uri: str) -> None:
                 )
                 conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_VERSION})
                 return
-    except OperationalError as exc:
+    except DatabaseError as exc:
         raise Unavailable(f"Cannot open the tracking database {redact(uri)}: {exc.orig}") from None
     if version != SCHEMA_VERSION:
         raise SchemaOutdated(
