@@ -166,6 +166,30 @@ def test_a_model_that_does_not_load_fails_the_start_with_its_error(tmp_path):
         ProcessRunner(tmp_path / "missing", 2)
 
 
+def test_a_remote_model_is_downloaded_once_for_every_replica(folders, s3_bucket):
+    """The front process fetches an S3 model once; a replica added later loads the same local copy (here
+    the bucket is emptied first, so a second download would fail the start); close() removes the copy."""
+    from modelyard.artifacts import artifact_store_for
+
+    uri = f"{s3_bucket}/models/row_sum"
+    store = artifact_store_for(uri)
+    store.put_dir(folders["row_sum"])
+    runner = ProcessRunner(uri, 1, trusted=True, name="sum/1")
+    copy = Path(runner._folder)
+    try:
+        assert copy.is_dir() and not str(copy).startswith(str(folders["row_sum"]))
+        store.delete()
+        assert not store.list_recursive()
+        runner.scale(2)
+        wait_until(lambda: runner.replicas == 2, timeout=30)
+        assert runner.predict(np.ones((2, 3))).tolist() == [3.0, 3.0]
+    finally:
+        runner.close()
+    assert not copy.exists()
+    with pytest.raises(NotFound):
+        ProcessRunner(uri, 1, trusted=True)  # nothing left to fetch: the start fails in the front process
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` (the fork server and the workers it forked), from /proc."""
     parents: dict[int, int] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +48,30 @@ def load_input_example(uri: str | Path) -> Any:
         return format.read_example(folder / config.input_example)
 
 
+@contextmanager
+def fetched(uri: str | Path, *, trusted: bool = False) -> Iterator[tuple[Path, safety.Trust]]:
+    """(a local folder with the model's files, the trust decision for `uri`), valid inside the block: a
+    local model is used where it is, a remote one is downloaded into a temporary folder. Load from it with
+    `load_fetched`, as often as needed (the model server's replicas fetch once and each load from there)."""
+    with uris.local_folder(str(uri)) as (folder, resolved):
+        yield folder, safety.Trust(trusted or safety.source_is_trusted(str(uri), resolved), source=str(uri))
+
+
+def load_fetched(folder: Path, trust: safety.Trust, **options: Any) -> Predictor:
+    """`load_predictor` for a folder from `fetched` (warnings and messages name `trust.source`)."""
+    return Predictor(*_load_folder(Path(folder), trust, options), trust.source)
+
+
 def _load(uri: str, trusted: bool, options: dict[str, Any]) -> tuple[Flavor, Any, ModelConfig]:
-    with uris.local_folder(uri) as (folder, resolved):
-        trust = safety.Trust(trusted or safety.source_is_trusted(uri, resolved), source=uri)
-        config, flavor = _config(folder, uri)
-        model = flavor.load(folder, config.flavors[flavor.name], trust, **options)
+    with fetched(uri, trusted=trusted) as (folder, trust):
+        return _load_folder(folder, trust, options)
+
+
+def _load_folder(
+    folder: Path, trust: safety.Trust, options: dict[str, Any]
+) -> tuple[Flavor, Any, ModelConfig]:
+    config, flavor = _config(folder, trust.source)
+    model = flavor.load(folder, config.flavors[flavor.name], trust, **options)
     return flavor, model, config
 
 

@@ -1,8 +1,10 @@
 """Replicas: worker processes that each hold the model, fed batches by the front process.
 
-The front process handles HTTP, validation and batching and never loads the model: each worker loads it from
-the model's URI itself, so nothing big is pickled to start one, the replicas predict in parallel (no shared
-GIL), and a worker that crashes (a segfault in native code, the OOM killer) takes down only itself. Batches
+The front process handles HTTP, validation and batching and never loads the model: it fetches the model's
+files once (a remote model is downloaded into a temporary folder kept while the runner lives; a local one is
+used where it is) and each worker loads the model from that folder, so nothing big is pickled to start one,
+a replica the autoscaler adds downloads nothing, the replicas predict in parallel (no shared GIL), and a
+worker that crashes (a segfault in native code, the OOM killer) takes down only itself. Batches
 and outputs cross a pipe pickled with protocol 5: numpy arrays and DataFrames travel as their raw bytes,
 never re-encoded as JSON.
 
@@ -19,6 +21,7 @@ never re-encoded as JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import InvalidArgument, Unavailable
+from modelyard.models.safety import Trust
 from modelyard.schemas.models import ModelConfig, ModelSignature
 from modelyard.serving.batcher import Runner
 from modelyard.serving.errors import ModelFailed, ReplicaCrashed
@@ -58,17 +62,17 @@ def _portable(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _worker_main(conn: Connection, uri: str, trusted: bool, env: dict[str, str]) -> None:
-    """A replica: load the model, say so (or why not), then answer batches until the front process closes
-    the pipe."""
+def _worker_main(conn: Connection, folder: str, trust: Trust, env: dict[str, str]) -> None:
+    """A replica: load the model from the fetched `folder`, say so (or why not), then answer batches until
+    the front process closes the pipe."""
     # Ctrl-C reaches the whole process group: the front process drains the queue first, then closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(env)
-    from modelyard.models import load_predictor
+    from modelyard.models.load import load_fetched
 
     try:
-        predictor = load_predictor(uri, trusted=trusted)
+        predictor = load_fetched(Path(folder), trust)
     except Exception as exc:
         conn.send_bytes(_dumps((False, _portable(exc))))
         return
@@ -139,9 +143,10 @@ class ProcessRunner(Runner):
     ) -> None:
         if replicas < 1:
             raise InvalidArgument(f"A process runner needs at least one replica, not {replicas}.")
+        from modelyard.models.load import fetched
         from modelyard.pipelines.executor import _fork_context  # the fork server steps also start from
 
-        self.uri, self.name, self._trusted = str(uri), name, trusted
+        self.uri, self.name = str(uri), name
         self._env = env if env is not None else _current_env()
         self._context = _fork_context([__name__, "modelyard.models"])
         self._cond = threading.Condition()
@@ -156,14 +161,19 @@ class ProcessRunner(Runner):
         self._numbers = itertools.count(1)
         self._threads: set[threading.Thread] = set()
         self._executor = ThreadPoolExecutor(_MAX_DISPATCH_THREADS, thread_name_prefix=f"modelyard-{name}")
-        workers = [self._spawn() for _ in range(replicas)]
+        self._files = contextlib.ExitStack()  # the fetched model's folder, until close()
+        folder, self._trust = self._files.enter_context(fetched(self.uri, trusted=trusted))
+        self._folder = str(folder)
+        workers: list[_Worker] = []
         try:
+            workers.extend(self._spawn() for _ in range(replicas))
             loaded = [self._handshake(worker) for worker in workers]
         except BaseException:
             for worker in workers:
                 worker.process.kill()
                 worker.stop()
             self._executor.shutdown()
+            self._files.close()
             raise
         from modelyard.models.flavors.base import get_flavor
 
@@ -252,6 +262,7 @@ class ProcessRunner(Runner):
             for thread in threads:
                 thread.join()
         self._executor.shutdown()
+        self._files.close()  # a downloaded model's folder goes once no worker can load from it
 
     # -- workers' lives (the state below is guarded by self._cond) ----------------------------------------
 
@@ -265,7 +276,7 @@ class ProcessRunner(Runner):
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(theirs, self.uri, self._trusted, self._env),
+            args=(theirs, self._folder, self._trust, self._env),
             name=f"modelyard-replica-{self.name}-{number}",
             daemon=True,  # killed if this process exits without closing the runner
         )
