@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import click
 
 from modelyard.cli.common import DIM, State, esc, key_value_grid, out, pass_state
@@ -41,20 +38,6 @@ def _database_uri(state: State, override: str | None) -> str:
     return uri
 
 
-@contextlib.contextmanager
-def _database_errors(uri: str) -> Iterator[None]:
-    """A database that cannot be reached or opened is the user's to fix: one line, no traceback."""
-    from sqlalchemy.exc import DatabaseError
-
-    from modelyard.errors import Unavailable
-    from modelyard.store.sql.engine import redact
-
-    try:
-        yield
-    except DatabaseError as exc:
-        raise Unavailable(f"Cannot open the tracking database {redact(uri)}: {exc.orig}") from None
-
-
 @db.command("current")
 @_uri_option
 @pass_state
@@ -67,13 +50,13 @@ def current(state: State, db_uri: str | None) -> None:
     Example:
       modelyard db current
     """
-    from modelyard.store.sql.engine import create_engines, redact, stored_version
+    from modelyard.store.sql.engine import create_engines, database_errors, redact, stored_version
     from modelyard.store.sql.tables import SCHEMA_VERSION
 
     uri = _database_uri(state, db_uri)
     write_engine, read_engine = create_engines(uri)
     try:
-        with _database_errors(uri):
+        with database_errors(uri):
             version = stored_version(read_engine)
     finally:
         write_engine.dispose()
@@ -109,11 +92,11 @@ def upgrade(state: State, db_uri: str | None) -> None:
       modelyard db upgrade
       modelyard db upgrade --tracking-uri postgresql+psycopg://user@host/modelyard
     """
-    from modelyard.store.sql.migrate import redact
+    from modelyard.store.sql.engine import database_errors, redact
     from modelyard.store.sql.migrate import upgrade as migrate
 
     uri = _database_uri(state, db_uri)
-    with _database_errors(uri):
+    with database_errors(uri):
         before, after = migrate(uri)
     where = esc(redact(uri))
     if before == after:

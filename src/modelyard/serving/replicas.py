@@ -160,10 +160,10 @@ class ProcessRunner(Runner):
         self._last_failure = ""
         self._numbers = itertools.count(1)
         self._threads: set[threading.Thread] = set()
-        self._executor = ThreadPoolExecutor(_MAX_DISPATCH_THREADS, thread_name_prefix=f"modelyard-{name}")
         self._files = contextlib.ExitStack()  # the fetched model's folder, until close()
         folder, self._trust = self._files.enter_context(fetched(self.uri, trusted=trusted))
         self._folder = str(folder)
+        self._executor = ThreadPoolExecutor(_MAX_DISPATCH_THREADS, thread_name_prefix=f"modelyard-{name}")
         workers: list[_Worker] = []
         try:
             workers.extend(self._spawn() for _ in range(replicas))

@@ -3,6 +3,8 @@ schema check that creates an empty database or refuses an outdated one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,26 +89,31 @@ def stored_version(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def ensure_schema(write_engine: Engine, uri: str) -> None:
-    """Create an empty database at the current schema; refuse one at another version with what to do."""
+@contextmanager
+def database_errors(uri: str) -> Iterator[None]:
+    """A database that cannot be reached or opened (no server, not a SQLite file, no rights) is the user's to
+    fix: `Unavailable` in one line, not the driver's traceback."""
     try:
-        with write_engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # concurrent first starts must not both create tables
-                conn.execute(text("SELECT pg_advisory_xact_lock(7461836)"))
-            insp = inspect(conn)
-            if insp.has_table("alembic_version"):
-                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            elif insp.has_table("runs"):
-                version = "unknown (no alembic_version table)"
-            else:
-                metadata.create_all(conn)
-                conn.execute(
-                    text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-                )
-                conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_VERSION})
-                return
+        yield
     except DatabaseError as exc:
         raise Unavailable(f"Cannot open the tracking database {redact(uri)}: {exc.orig}") from None
+
+
+def ensure_schema(write_engine: Engine, uri: str) -> None:
+    """Create an empty database at the current schema; refuse one at another version with what to do."""
+    with database_errors(uri), write_engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # concurrent first starts must not both create tables
+            conn.execute(text("SELECT pg_advisory_xact_lock(7461836)"))
+        insp = inspect(conn)
+        if insp.has_table("alembic_version"):
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        elif insp.has_table("runs"):
+            version = "unknown (no alembic_version table)"
+        else:
+            metadata.create_all(conn)
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_VERSION})
+            return
     if version != SCHEMA_VERSION:
         raise SchemaOutdated(
             f"The tracking database {redact(uri)} has schema version {version}, this Modelyard needs "
