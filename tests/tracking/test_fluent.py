@@ -101,6 +101,21 @@ def test_set_experiment_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert my.Client().get_experiment(run2.info.experiment_id).name == "from-env"
 
 
+def test_start_run_takes_an_experiment_id_as_int_or_str() -> None:
+    exp_id = my.Client().create_experiment("by-id")
+    for given in (int(exp_id), exp_id):
+        with my.start_run(experiment=given) as run:
+            pass
+        assert run.info.experiment_id == exp_id
+    with pytest.raises(my.NotFound):
+        my.start_run(experiment=987654)
+    with pytest.raises(
+        my.InvalidArgument, match=r"experiment must be an experiment name or id, not float 1\.5"
+    ):
+        my.start_run(experiment=1.5)  # type: ignore[arg-type]
+    assert my.active_run() is None
+
+
 def test_git_and_environment_capture(tmp_path: Path, modelyard_home: Path) -> None:
     """A script in a dirty git repository records commit, branch, dirty flag, diff and packages."""
     repo = tmp_path / "repo"

@@ -83,7 +83,7 @@ class ActiveRun:
 
 
 def start_run(
-    experiment: str | None = None,
+    experiment: str | int | None = None,
     name: str | None = None,
     *,
     run_id: str | None = None,
@@ -130,7 +130,13 @@ def start_run(
     return active
 
 
-def _resolve_experiment(client: Client, experiment: str | None) -> str:
+def _resolve_experiment(client: Client, experiment: str | int | None) -> str:
+    if isinstance(experiment, int) and not isinstance(experiment, bool):
+        experiment = str(experiment)  # an experiment id, as MLflow code passes it
+    elif experiment is not None and not isinstance(experiment, str):
+        raise InvalidArgument(
+            f"experiment must be an experiment name or id, not {type(experiment).__name__} {experiment!r}."
+        )
     name = experiment or _experiment_name or os.environ.get("MODELYARD_EXPERIMENT_NAME")
     if name is None:
         return "0"
