@@ -67,7 +67,14 @@ def test_figure_and_image(client: my.Client, tmp_path: Path) -> None:
     fig, ax = plt.subplots()
     ax.plot([1, 2, 3], [3, 1, 2])
     client.log_figure(run_id, fig, "plots/loss.png")
+    with pytest.raises(
+        my.InvalidArgument, match=r"Cannot save the figure as 'plots/loss\.txt': Format 'txt'"
+    ):
+        client.log_figure(run_id, fig, "plots/loss.txt")
     plt.close(fig)
+    with pytest.raises(my.InvalidArgument, match=r"takes a matplotlib figure .* not NoneType"):
+        client.log_figure(run_id, None, "plots/none.png")
+    assert [f.path for f in client.list_artifacts(run_id, "plots")] == ["plots/loss.png"]
     client.log_image(run_id, np.linspace(0, 1, 64 * 48 * 3).reshape(64, 48, 3), "images/float.png")
     client.log_image(run_id, np.full((8, 8), 200, dtype=np.uint8), "images/gray.png")
     loss = Image.open(client.download_artifacts(run_id, "plots/loss.png", tmp_path))

@@ -430,9 +430,17 @@ class Client:
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
         """Save a matplotlib figure (format from the file extension, e.g. .png, .svg, .pdf)."""
+        if not callable(getattr(figure, "savefig", None)):
+            raise InvalidArgument(
+                f"log_figure takes a matplotlib figure (with .savefig), not {type(figure).__name__}; "
+                "for an image array use log_image."
+            )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(artifact_file).name
-            figure.savefig(path, bbox_inches="tight")
+            try:
+                figure.savefig(path, bbox_inches="tight")
+            except ValueError as exc:  # matplotlib: "Format 'txt' is not supported (supported formats: ...)"
+                raise InvalidArgument(f"Cannot save the figure as {artifact_file!r}: {exc}") from None
             self.artifact_store(run_id).put_file(path, artifact_file)
 
     def log_image(self, run_id: str, image: Any, artifact_file: str) -> None:
