@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError
 
 from modelyard.errors import InvalidArgument, SchemaOutdated, Unavailable
-from modelyard.store.sql.tables import SCHEMA_VERSION, metadata
+from modelyard.store.sql.tables import SCHEMA_VERSION, metadata, use_postgresql
 
 BUSY_TIMEOUT_S = 60
 
@@ -75,6 +75,7 @@ def create_engines(uri: str) -> tuple[Engine, Engine]:
     if backend == "sqlite":
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
     if backend == "postgresql":
+        use_postgresql()
         engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
         return engine, engine
     raise InvalidArgument(

@@ -7,11 +7,10 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from modelyard import config
@@ -137,7 +136,15 @@ class SqlTrackingStore(TrackingStore):
         self._artifact_root = (default_artifact_root or config.artifact_uri()).rstrip("/")
         self._driver_error = self._write.dialect.loaded_dbapi.OperationalError
         self._driver_data_error = self._write.dialect.loaded_dbapi.DataError
-        self._upsert = postgresql.insert if self._write.dialect.name == "postgresql" else sqlite.insert
+        self._upsert: Callable[[Table], Any]  # the dialect's INSERT ... ON CONFLICT
+        if self._write.dialect.name == "postgresql":  # imported only then: the dialect costs ~40 ms to import
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self._upsert = pg_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            self._upsert = sqlite_insert
         self.writes_are_local = self._write.dialect.name == "sqlite"  # see TrackingStore.writes_are_local
         self._prepare_statements()
         self._ensure_default_experiment()
