@@ -11,6 +11,7 @@ import pytest
 from modelyard.serving.tensors import DATATYPES
 from tests.serving.conftest import app_client, oip, served, serving
 from tests.serving.models import Identity, TextLength
+from tests.serving.test_metrics import scrape, value
 from tests.serving.test_tensors import SAMPLES
 
 pytestmark = pytest.mark.anyio
@@ -297,6 +298,15 @@ async def test_request_bodies_over_the_limit_are_413_and_leave_the_model_serving
         assert streamed.status_code == 413 and "or more" in streamed.json()["error"]
         small = await client.post(INFER, json=iris_tensor(iris, slice(0, 2)))
         assert small.status_code == 200 and small.json()["outputs"][0]["data"] == iris.expected[:2].tolist()
+        samples = await scrape(client)  # the refusals count for the model they were sent to
+        labels = {"model": "iris", "version": "1"}
+        assert value(samples, "modelyard_serving_requests_total", **labels, protocol="v2", code="413") == 1
+        assert (
+            value(samples, "modelyard_serving_requests_total", **labels, protocol="invocations", code="413")
+            == 1
+        )
+        assert value(samples, "modelyard_serving_errors_total", **labels, protocol="v2", code="413",
+                     error="PAYLOAD_TOO_LARGE") == 1  # fmt: skip
 
 
 async def test_generated_request_ids_are_distinct(iris):

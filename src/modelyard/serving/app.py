@@ -106,6 +106,9 @@ def _report_failure(task: asyncio.Future[Any]) -> None:
         logger.error("A background task of the model server failed", exc_info=task.exception())
 
 
+REFUSED = "modelyard.refused"  # scope key: the error a request's body was refused with before dispatch
+
+
 class ServingApp(Starlette):
     """The serving app: the inference routes are recognised with string operations and called directly, the
     rest goes through Starlette's middleware and router (which cost ~20% of the server's time on a one-row
@@ -121,7 +124,10 @@ class ServingApp(Starlette):
                 name, params = found
                 scope["app"], scope["path_params"] = self, params
                 try:
-                    body = await read_body(scope, receive, self.max_request_bytes)
+                    try:
+                        body = await read_body(scope, receive, self.max_request_bytes)
+                    except PayloadTooLarge as exc:  # answered by the endpoint: the model's metrics count it
+                        scope[REFUSED], body = exc, b""
                     if body is None:
                         return  # the client went away: no one to answer
                     request = Request(scope, receive, send)
@@ -354,6 +360,9 @@ def create_serving_app(
             if observed is not None:
                 observed.start()
             try:
+                refused = request.scope.get(REFUSED)
+                if refused is not None:
+                    raise refused
                 response = await handler(request, model, call)
                 status = response.status_code
             except ModelyardError as exc:
