@@ -30,6 +30,11 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     return (parts[-1] if parts else "model"), "1", uri
 
 
+def _key_values(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """--env/--label/--annotation KEY=VALUE pairs (an error names the option)."""
+    return parse_key_values(values, f"'{max(param.opts, key=len)}'")
+
+
 @click.command("serve")
 @click.argument("model_uri", metavar="MODEL_URI")
 @click.option("--name", help="Model name in the URLs (default: the registered name, or the folder's name).")
@@ -189,7 +194,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "env",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
+    callback=_key_values,
     help="[kserve] Container environment variable (repeatable).",
 )
 @click.option(
@@ -197,7 +202,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "labels",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
+    callback=_key_values,
     help="[kserve] Extra label (repeatable).",
 )
 @click.option(
@@ -205,7 +210,7 @@ def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
     "annotations",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=lambda _c, p, v: parse_key_values(v, f"'{max(p.opts, key=len)}'"),
+    callback=_key_values,
     help="[kserve] Extra annotation (repeatable).",
 )
 @click.option(
@@ -300,13 +305,13 @@ def serve(
             "--canary and --shadow serve here (--target local); with --target kserve, --canary-percent makes "
             "this version the InferenceService's canary."
         )
-    delays = {
+    local_scaling = {
         "scale_up_delay": scale_up_delay,
         "scale_down_delay": scale_down_delay,
         "scale_window": scale_window,
     }
     if target == "kserve":
-        for key, value in delays.items():
+        for key, value in local_scaling.items():
             if value is not None:
                 raise click.UsageError(f"{_option_name(ctx, key)} applies to --target local only.")
         _serve_kserve(
@@ -328,7 +333,7 @@ def serve(
     _refuse_kserve_only_options(ctx, kserve)
     if kserve["canary_percent"] is not None and canary is None:
         raise click.UsageError("--canary-percent needs --canary MODEL_URI (or --target kserve).")
-    scaling = {"scale_target": kserve["scale_target"], **delays}
+    scaling = {"scale_target": kserve["scale_target"], **local_scaling}
     if autoscale is None:
         for key, value in scaling.items():
             if value is not None:

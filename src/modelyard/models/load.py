@@ -59,7 +59,7 @@ def fetched(uri: str | Path, *, trusted: bool = False) -> Iterator[tuple[Path, s
 
 def load_fetched(folder: Path, trust: safety.Trust, **options: Any) -> Predictor:
     """`load_predictor` for a folder from `fetched` (warnings and messages name `trust.source`)."""
-    return Predictor(*_load_folder(Path(folder), trust, options), trust.source)
+    return Predictor(*_load_folder(folder, trust, options), trust.source)
 
 
 def _load(uri: str, trusted: bool, options: dict[str, Any]) -> tuple[Flavor, Any, ModelConfig]:

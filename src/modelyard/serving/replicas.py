@@ -33,13 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import InvalidArgument, Unavailable
-from modelyard.models.safety import Trust
 from modelyard.schemas.models import ModelConfig, ModelSignature
 from modelyard.serving.batcher import Runner
 from modelyard.serving.errors import ModelFailed, ReplicaCrashed
+
+if TYPE_CHECKING:
+    from modelyard.models.safety import Trust
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def _portable(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _worker_main(conn: Connection, folder: str, trust: Trust, env: dict[str, str]) -> None:
+def _worker_main(conn: Connection, folder: Path, trust: Trust, env: dict[str, str]) -> None:
     """A replica: load the model from the fetched `folder`, say so (or why not), then answer batches until
     the front process closes the pipe."""
     # Ctrl-C reaches the whole process group: the front process drains the queue first, then closes the pipe.
@@ -72,7 +74,7 @@ def _worker_main(conn: Connection, folder: str, trust: Trust, env: dict[str, str
     from modelyard.models.load import load_fetched
 
     try:
-        predictor = load_fetched(Path(folder), trust)
+        predictor = load_fetched(folder, trust)
     except Exception as exc:
         conn.send_bytes(_dumps((False, _portable(exc))))
         return
@@ -161,8 +163,7 @@ class ProcessRunner(Runner):
         self._numbers = itertools.count(1)
         self._threads: set[threading.Thread] = set()
         self._files = contextlib.ExitStack()  # the fetched model's folder, until close()
-        folder, self._trust = self._files.enter_context(fetched(self.uri, trusted=trusted))
-        self._folder = str(folder)
+        self._folder, self._trust = self._files.enter_context(fetched(self.uri, trusted=trusted))
         self._executor = ThreadPoolExecutor(_MAX_DISPATCH_THREADS, thread_name_prefix=f"modelyard-{name}")
         workers: list[_Worker] = []
         try:

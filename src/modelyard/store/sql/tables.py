@@ -23,6 +23,11 @@ SCHEMA_VERSION = "0007"
 
 metadata = MetaData()
 
+# Unique among active experiments only: purging (or deleting) one frees its name. PostgreSQL's copy of the
+# WHERE clause is added by `use_postgresql()`.
+_ACTIVE = "lifecycle_stage = 'active'"
+_unique_active_name = Index("ux_experiments_active_name", "name", unique=True, sqlite_where=text(_ACTIVE))
+
 experiments = Table(
     "experiments",
     metadata,
@@ -32,9 +37,7 @@ experiments = Table(
     Column("lifecycle_stage", String(16), nullable=False, server_default="active"),
     Column("creation_time", BigInteger),
     Column("last_update_time", BigInteger),
-    # Unique among active experiments only: purging (or deleting) one frees its name. PostgreSQL's copy of
-    # the WHERE clause is added by `use_postgresql()`.
-    Index("ux_experiments_active_name", "name", unique=True, sqlite_where=text("lifecycle_stage = 'active'")),
+    _unique_active_name,
 )
 
 
@@ -42,8 +45,7 @@ def use_postgresql() -> None:
     """Give the partial unique index its PostgreSQL WHERE clause; called when a PostgreSQL engine is made.
     Naming `postgresql_where` above would import SQLAlchemy's PostgreSQL dialect (~40 ms) into every
     process, SQLite users' CLI commands and pipeline runs included."""
-    (index,) = (ix for ix in experiments.indexes if ix.name == "ux_experiments_active_name")
-    index.dialect_options["postgresql"]["where"] = text("lifecycle_stage = 'active'")
+    _unique_active_name.dialect_options["postgresql"]["where"] = text(_ACTIVE)
 
 
 experiment_tags = Table(
