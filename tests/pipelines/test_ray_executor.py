@@ -4,6 +4,7 @@ both nodes, resource requests, fan-out/fan-in, the cache, failures, timeouts and
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 STEPS = (
     HEADER
     + """
+from pathlib import Path
+
 NODE = "MODELYARD_RAY_NODE_IP"  # set by the Ray executor in the step's process
 
 
@@ -62,11 +65,11 @@ def explode() -> int:
     raise ValueError("boom")
 
 
-@my.step(timeout=5)
+@my.step(timeout=600)  # reached only when the test moves the executor's clock past it (see _Clock)
 def slow(pid_file: str) -> int:
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
-    time.sleep(120)
+    time.sleep(1200)
     return 1
 
 
@@ -83,8 +86,65 @@ def sleepy(pid_file: str) -> int:
         f.write(str(os.getpid()))
     time.sleep(120)
     return 1
+
+
+@my.step
+def vector(n: int) -> np.ndarray:
+    return np.arange(n, dtype=float) * 2
+
+
+@my.step
+def tamper(home: str) -> int:
+    # other bytes of the same size over every stored .npy output, as a stray write or a disk fault would do
+    damaged = 0
+    for path in Path(home).rglob("output.npy"):
+        if path.parent.name == "outputs":
+            np.save(path, np.arange(100, dtype=float) + 7)
+            damaged += 1
+    return damaged
+
+
+@my.step(retries=2, retry_delay=0.1)
+def total_after(v: np.ndarray) -> float:
+    return float(v.sum())
+
+
+@my.pipeline
+def tampered(n: int = 100, home: str = ""):
+    v = vector(n)
+    total_after(v).after(tamper(home).after(v))
 """
 )
+
+TIMEOUT_S = 600  # slow's timeout
+
+
+class _Clock:
+    """Stands in for the `time` module of `ray_executor`, whose timeouts it measures: the test moves it past a
+    step's timeout once the step has said it started (its pid file), so how long a loaded machine takes to
+    start the step's process cannot decide whether the step gets to start before it times out."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    sleep = staticmethod(time.sleep)
+
+    def expire_when_started(self, pid_file: Path, within_s: float = 120.0) -> threading.Thread:
+        """In the background: once `pid_file` names the step's process, jump past TIMEOUT_S (after `within_s`
+        without it, jump anyway: the run then ends and the test says the step never started)."""
+
+        def watch() -> None:
+            deadline = time.monotonic() + within_s
+            while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.offset += TIMEOUT_S + 1
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
 
 
 def _recording_executor(address: str, **kwargs: Any) -> Any:
@@ -193,28 +253,95 @@ def test_pipeline_runs_on_both_nodes_then_comes_from_the_cache(ray_cluster_addre
 
 
 @pytest.mark.slow
-def test_failing_and_timed_out_steps_fail_the_run(ray_cluster_address: str, home: Path) -> None:
+def test_failing_and_timed_out_steps_fail_the_run(
+    ray_cluster_address: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.pipelines import ray_executor
+
     pipeline = load(pipeline_file(home, STEPS, stem="ray_steps"), "failing")
     pid_file = home / "slow.pid"
     executor = _recording_executor(ray_cluster_address)
+    clock = _Clock()  # the driver's timeout clock: past slow's timeout once slow has started, however late
+    monkeypatch.setattr(ray_executor, "time", clock)
+    watcher = clock.expire_when_started(pid_file)
 
     started = time.monotonic()
     run = run_pipeline(
         pipeline, {"pid_file": str(pid_file)}, executor=executor, tracking_uri=f"sqlite:///{home}/t.db"
     )
+    watcher.join()
 
+    assert pid_file.exists(), "the slow step never started"
     assert run.status == "FAILED"
     assert run.steps["explode"].state == "FAILED"
     assert run.steps["explode"].error == "ValueError: boom"
     assert run.steps["slow"].state == "FAILED"
-    assert run.steps["slow"].error == "timed out after 5 s"
-    assert time.monotonic() - started < 30
+    assert run.steps["slow"].error == f"timed out after {TIMEOUT_S} s"
+    assert time.monotonic() - started < 300  # well before the step's own 1200 s sleep: it was stopped
     # the step's output came back from the worker node and is the step run's log
     store = Client(f"sqlite:///{home}/t.db").artifact_store(str(run.steps["explode"].run_id))
     log = store.open_read(records.LOG_ARTIFACT).read().decode()
     assert "about to fail" in log and "ValueError: boom" in log
     assert _gone_soon(int(pid_file.read_text()))  # the timed-out step's process was stopped
     assert {executor.outcomes["explode"]["node"], executor.outcomes["slow"]["node"]} <= {HEAD, WORKER}
+
+
+def test_the_worker_stops_a_step_that_runs_past_its_timeout(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ray task's own timeout (it holds while the driver is gone), run in this process: no cluster."""
+    pytest.importorskip("ray")
+    from modelyard.pipelines import ray_executor
+
+    path = pipeline_file(home, STEPS, stem="ray_worker_steps")
+    uri = f"sqlite:///{home}/t.db"
+    client = Client(uri)
+    run = client.create_run(client.get_or_create_experiment("ray-worker"), run_name="slow")
+    pid_file = home / "slow.pid"
+    task = {
+        "step": {"module": "_modelyard_file_ray_worker_steps", "qualname": "slow", "file": str(path)},
+        "instance": "slow",
+        "tracking_uri": uri,
+        "run_id": run.run_id,
+        "inputs": {"pid_file": {"value": str(pid_file)}},
+        "outputs": {"output": "int"},
+    }
+    clock = _Clock()  # the worker's timeout clock: past the timeout once the step has started, however late
+    monkeypatch.setattr(ray_executor, "time", clock)
+    watcher = clock.expire_when_started(pid_file)
+    started = time.monotonic()
+    outcome, log, node = ray_executor._run_step(task, TIMEOUT_S)
+    watcher.join()
+    assert pid_file.exists(), f"the step never started: {log}"
+    assert outcome == {"ok": False, "error": f"timed out after {TIMEOUT_S} s"}
+    assert _gone_soon(int(pid_file.read_text()))  # its process was stopped, not left sleeping
+    assert time.monotonic() - started < 300
+    assert node
+
+
+@pytest.mark.slow
+def test_an_input_damaged_during_the_run_fails_its_step_on_the_worker(
+    ray_cluster_address: str, home: Path
+) -> None:
+    """A step on a Ray worker checks its inputs against their recorded SHA-256 as it loads them."""
+    from modelyard.pipelines.integrity import CorruptOutputWarning
+
+    pipeline = load(pipeline_file(home, STEPS, stem="ray_tamper_steps"), "tampered")
+    uri = f"sqlite:///{home}/t.db"
+    params = {"home": str(home)}
+    run = run_pipeline(pipeline, params, executor=_recording_executor(ray_cluster_address), tracking_uri=uri)
+    assert run.status == "FAILED"
+    step = run.steps["total_after"]
+    assert step.state == "FAILED" and step.attempts == 1  # not retried: the same bytes again
+    assert (step.error or "").startswith("CorruptOutput: ") and "outputs/output.npy" in (step.error or "")
+    assert "(input 'v' of step 'total_after')" in (step.error or "")
+
+    from modelyard.pipelines import resume
+
+    with pytest.warns(CorruptOutputWarning, match="outputs/output.npy"):
+        resumed = resume(run.run_id, executor=_recording_executor(ray_cluster_address), tracking_uri=uri)
+    assert resumed.ok, {k: r.error for k, r in resumed.steps.items()}
+    assert resumed.output("total_after") == 9900.0  # from the recomputed vector, not the damaged bytes
 
 
 @pytest.mark.slow

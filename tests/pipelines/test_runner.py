@@ -406,28 +406,37 @@ def test_a_timeout_or_a_crash_fails_only_that_step(tmp_path: Path) -> None:
 PARALLEL = (
     HEADER
     + """
+from pathlib import Path
+
+
 @my.step
-def nap(i: int) -> float:
+def nap(i: int, folder: str, wait_s: float) -> list:
+    # runs until the other nap has started too (or wait_s passed), so two naps that may run at once do
+    # overlap, however late a loaded machine starts the second one's process
     start = time.time()
-    time.sleep(0.8)
-    return start
+    Path(folder, f"started-{i}").write_text("")
+    deadline = time.monotonic() + wait_s
+    while not Path(folder, f"started-{3 - i}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [start, time.time()]
 
 
 @my.pipeline
-def naps():
-    nap(1)
-    nap(2)
+def naps(folder: str = "", wait_s: float = 1.0):
+    nap(1, folder, wait_s)
+    nap(2, folder, wait_s)
 """
 )
 
 
 @pytest.mark.parametrize("max_parallel", [1, 2])
 def test_independent_steps_run_in_parallel_up_to_max_parallel(tmp_path: Path, max_parallel: int) -> None:
-    run = run_pipeline(
-        load(pipeline_file(tmp_path, PARALLEL), "naps"), max_parallel=max_parallel, cache=False
-    )
-    starts = sorted([run.output("nap"), run.output("nap-2")])
-    overlapped = starts[1] - starts[0] < 0.8
+    # at once, each nap waits for the other to start (up to 60 s); one at a time, the first waits 1 s in vain
+    params = {"folder": str(tmp_path), "wait_s": 60.0 if max_parallel == 2 else 1.0}
+    pipeline = load(pipeline_file(tmp_path, PARALLEL), "naps")
+    run = run_pipeline(pipeline, params, max_parallel=max_parallel, cache=False)
+    (_, first_end), (second_start, _) = sorted([run.output("nap"), run.output("nap-2")])
+    overlapped = second_start < first_end
     assert overlapped is (max_parallel == 2)
 
 

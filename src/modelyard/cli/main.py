@@ -6,6 +6,7 @@ stderr and exit with status 1, without a traceback; anything unexpected keeps it
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NoReturn
 
 import click
@@ -37,6 +38,20 @@ def fail(ctx: click.Context, message: str, hint: str | None = None) -> NoReturn:
     if hint:
         console.print(Text(hint, style="dim"))
     ctx.exit(1)
+
+
+def show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any, **kwargs: Any
+) -> None:
+    """Modelyard's own warnings as one yellow line, `Warning: <message>`, not Python's file:line form."""
+    if not category.__module__.startswith("modelyard"):
+        return _python_show_warning(message, category, filename, lineno, *args, **kwargs)
+    from rich.text import Text
+
+    err().print(Text("Warning: ", style="bold yellow") + Text(str(message), style="yellow"))
+
+
+_python_show_warning = warnings.showwarning
 
 
 class ModelyardGroup(click.Group):
@@ -74,6 +89,7 @@ def cli(ctx: click.Context, tracking_uri: str | None) -> None:
 
     Every command has --help with an example.
     """
+    warnings.showwarning = show_warning
     state = ctx.ensure_object(State)
     state.tracking_uri = tracking_uri or None
     ctx.call_on_close(state.close)

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from modelyard.pipelines import serialize
+from modelyard.pipelines import integrity, serialize
 
 loading_step_code: str | None = None  # the step whose module is being imported in this process
 
@@ -50,6 +50,8 @@ def import_code(ref: dict[str, Any]) -> Any:
 
 
 def load_input(spec: dict[str, Any], client: Any, scratch: Path) -> Any:
+    """An input's value: a literal, or a stored output copied under `scratch` (checked against its recorded
+    SHA-256 while it is copied: `integrity.CorruptOutput` when it changed) and loaded."""
     if "list" in spec:
         return [load_input(item, client, scratch) for item in spec["list"]]
     if "value" in spec:
@@ -58,7 +60,7 @@ def load_input(spec: dict[str, Any], client: Any, scratch: Path) -> Any:
     if "value" in ref:
         return ref["value"]
     dest = Path(tempfile.mkdtemp(dir=scratch))
-    local = client.artifact_store(ref["run_id"]).download(ref["path"], dest)
+    local = integrity.fetch(client.artifact_store(ref["run_id"]), ref, dest)
     if ref["format"] in ("file", "dir"):
         children = list(local.iterdir())
         return children[0] if len(children) == 1 else local
@@ -102,7 +104,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         func = getattr(step, "func", step)
         with tempfile.TemporaryDirectory(prefix="modelyard-step-") as tmp:
             scratch = Path(tmp)
-            inputs = {name: load_input(spec, client, scratch) for name, spec in task["inputs"].items()}
+            inputs = {name: _load(name, spec, client, scratch, task) for name, spec in task["inputs"].items()}
             with fluent.start_run(run_id=run_id):
                 result = func(**inputs)
                 values = split_outputs(result, list(task["outputs"]), task["instance"])
@@ -113,12 +115,22 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         if isinstance(exc, KeyboardInterrupt):
             outcome["error"] = "cancelled"
+        if isinstance(exc, integrity.CorruptOutput):
+            outcome["retry"] = False  # the same bytes again: a new run or resume recomputes the input
     finally:
         fluent.flush()
     outcome["seconds"] = round(time.time() - started, 3)
     if task.get("result"):
         Path(task["result"]).write_text(json.dumps(outcome))
     return outcome
+
+
+def _load(name: str, spec: dict[str, Any], client: Any, scratch: Path, task: dict[str, Any]) -> Any:
+    try:
+        return load_input(spec, client, scratch)
+    except integrity.CorruptOutput as exc:  # say which input, without our frames
+        detail = f" (input {name!r} of step {task['instance']!r})"
+        raise integrity.CorruptOutput(exc.location, exc.expected, exc.actual, detail) from None
 
 
 def _store_outputs(values: dict[str, Any], task: dict[str, Any], client: Any, folder: Path) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 parallelism, retries with backoff, stops starting steps after a failure, and tracks everything.
 
 A pipeline run is a parent run and each step instance a child run (see `records`). `resume` continues a
-failed or cancelled run in place: instances that succeeded with the same cache key are reused whatever the
-cache settings, everything else runs again.
+failed or cancelled run in place: instances that succeeded with the same cache key, and whose outputs still
+match their recorded SHA-256, are reused whatever the cache settings; everything else runs again.
 """
 
 from __future__ import annotations
@@ -237,6 +237,7 @@ class _Runner:
         self.stop_requested = False
         self.work = config.home() / "pipelines" / run_id
         self.values: dict[tuple[str, str], Any] = {}  # (instance, output) → loaded value (conditions, loops)
+        self.checked: dict[tuple[str, str], bool] = {}  # (run id, path) → output matched its SHA-256
 
     # -- main loop -----------------------------------------------------------------------------------------
     def run(self) -> PipelineRun:
@@ -472,13 +473,14 @@ class _Runner:
             earlier
             and earlier.state in records.DONE_STATES
             and earlier.cache_key == key
-            and cache.outputs_exist(self.client, earlier)
+            and cache.outputs_intact(self.client, earlier, self.checked)
         ):
             inst.record = earlier
             self._notify(inst)
             return True
         if self.use_cache and task.step.options.cache:
-            hit = cache.lookup(self.client, self.experiment_id, key, task.step.options.max_staleness_s)
+            staleness = task.step.options.max_staleness_s
+            hit = cache.lookup(self.client, self.experiment_id, key, staleness, self.checked)
             if hit is not None:
                 self._record_hit(inst, hit)
                 return True
@@ -604,7 +606,8 @@ class _Runner:
             return
         record.error = str(outcome.get("error", "failed"))
         cancelled = record.error == "cancelled"
-        if not cancelled and not self.failed and record.attempts <= options.retries:
+        retry = outcome.get("retry", True)  # False: another attempt cannot help (a damaged input)
+        if retry and not cancelled and not self.failed and record.attempts <= options.retries:
             inst.ready_at = time.monotonic() + options.retry_delay(record.attempts + 1)
             self._store(
                 run_id, {**tags, records.TAG_STATE: "WAITING", records.TAG_ERROR: record.error[:7000]}

@@ -13,6 +13,7 @@ import math
 import pickle
 import shutil
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,11 +176,18 @@ def sha256_path(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 sha.update(chunk)
         return sha.hexdigest()
+    files = (p for p in path.rglob("*") if p.is_file() and p.name != "model.yaml")
+    return folder_digest((p.relative_to(path).as_posix(), sha256_path(p)) for p in files)
+
+
+def folder_digest(files: Iterable[tuple[str, str]]) -> str:
+    """The SHA-256 of a folder from its files' (relative posix path, SHA-256) pairs, in any order.
+
+    Files named model.yaml are left out: one records when a model was saved, which is not its content."""
     sha = hashlib.sha256()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        if child.name == "model.yaml":
-            continue  # records when the model was saved, which is not part of its content
-        sha.update(f"{child.relative_to(path).as_posix()}\0{sha256_path(child)}\n".encode())
+    for rel, digest in sorted(files, key=lambda f: f[0].split("/")):
+        if rel.rsplit("/", 1)[-1] != "model.yaml":
+            sha.update(f"{rel}\0{digest}\n".encode())
     return sha.hexdigest()
 
 
