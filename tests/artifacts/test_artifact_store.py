@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -552,6 +553,43 @@ def test_normalize_refuses_escapes_and_says_why(bad: str) -> None:
     assert repr(bad) in message
     assert any(word in message for word in ("absolute", "'..'", "drive letter", "NUL"))
     assert "relative path" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("a" * 256, "256 bytes long (UTF-8); file systems allow 255"),
+        ("dir/" + "é" * 128 + ".txt", "260 bytes long"),  # 132 characters, 260 bytes
+        ("/".join(["d" * 250] * 5), "1254 bytes long (UTF-8); the limit is 1024"),
+    ],
+)
+def test_names_and_paths_too_long_for_a_file_system_or_s3_are_refused(
+    store: ArtifactStore, tmp_path: Path, path: str, fragment: str
+) -> None:
+    src = tmp_path / "local.txt"
+    src.write_bytes(b"x")
+    for call in (
+        lambda: store.put_file(src, path),
+        lambda: store.put_bytes(b"x", path),
+        lambda: store.get_file(path, tmp_path / "got"),
+        lambda: store.list(path),
+        lambda: store.exists(path),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(fragment)):
+            call()
+    assert store.list_recursive() == []
+    store.put_bytes(b"x", "a" * 255 + "/" + "é" * 127)  # at the limits: stored
+    assert [f.path for f in store.list_recursive()] == ["a" * 255 + "/" + "é" * 127]
+
+
+def test_an_s3_key_is_checked_with_its_prefix() -> None:
+    """A path within the limits can still make a key over S3's 1,024 bytes under a long root prefix: refused
+    before any request (no S3 server needed)."""
+    store = artifact_store_for("s3://bucket/" + "p" * 100)
+    path = "/".join(["d" * 200] * 5)  # 1,004 bytes: a valid artifact path
+    assert normalize_artifact_path(path) == path
+    with pytest.raises(InvalidArgument, match="1105 bytes long"):
+        store.put_bytes(b"x", path)
 
 
 def test_import_is_light() -> None:

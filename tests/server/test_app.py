@@ -108,6 +108,8 @@ def test_conflicts_and_wrong_metric_types(api: TestClient) -> None:
         (b'{"metrics": [{"key": "m", "value": 1}]}', "metrics.0.timestamp: Field required"),
         (b'{"params": "nope"}', "params"),
         (b"[]", "body"),
+        (b'{"sequence": {"writer_id": "nothex", "first_seq": 1}}', "sequence.writer_id"),
+        (b'{"sequence": {"writer_id": "' + b"a" * 32 + b'", "first_seq": 0}}', "sequence.first_seq"),
     ],
 )
 def test_log_batch_parses_its_own_body_with_clear_400s(api: TestClient, body: bytes, fragment: str) -> None:
@@ -128,6 +130,7 @@ def test_log_batch_body_is_in_the_openapi_spec(api: TestClient) -> None:
         "metrics",
         "params",
         "tags",
+        "sequence",
     }
     metric = schema["properties"]["metrics"]["items"]
     assert set(metric["required"]) == {"key", "value", "timestamp"} and "$ref" not in str(schema)

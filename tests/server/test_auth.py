@@ -20,14 +20,16 @@ from modelyard.store.sql.accounts import SqlAccountStore
 class Team:
     """A server with auth on and three users: an admin, alice and bob (neither admin)."""
 
-    def __init__(self, tmp_path: Path, default_role: Role | None) -> None:
+    def __init__(self, tmp_path: Path, default_role: Role | None, prefixes: tuple[str, ...] = ()) -> None:
         self.db = tmp_path / "auth.db"
+        self.artifacts = tmp_path / "artifacts"
         app = create_app(
             ServerSettings(
                 backend_store_uri=f"sqlite:///{self.db}",
-                artifacts_uri=str(tmp_path / "artifacts"),
+                artifacts_uri=str(self.artifacts),
                 auth=True,
                 default_role=default_role,
+                artifact_location_prefixes=prefixes,
             )
         )
         self.app = app
@@ -117,6 +119,43 @@ def test_every_route_but_health_and_docs_needs_a_token(team: Team) -> None:
     for method, path in routes:
         response = team.http.request(method, path, json={})
         assert response.status_code == 401, (method, path, response.status_code)
+
+
+def test_a_refused_credential_is_never_echoed(team: Team) -> None:
+    """No 401 quotes what the Authorization header held: without a scheme, its first word is the token."""
+    alice = team.tokens["alice"]
+    secret = "myd_" + "s3cr3t" * 8  # well-formed, unknown
+    expired = team.accounts.create_token("alice", "short", expires_in_days=1e-8).token
+    revoked = team.accounts.create_token("alice", "gone")
+    team.accounts.revoke_token(revoked.token_id)
+    time.sleep(0.01)
+
+    def basic(text: str) -> str:
+        return "Basic " + base64.b64encode(text.encode()).decode()
+
+    cases = {
+        alice: alice,  # a valid token, sent without a scheme
+        secret: secret,
+        f"Token {secret}": secret,
+        f"Bearer:{secret}": secret,
+        f"{secret} Bearer": secret,
+        f"Bearer {secret}": secret,
+        f"Bearer {expired}": expired,
+        f"Bearer {revoked.token}": revoked.token,
+        f"Basic {secret}": secret,
+        basic(secret): secret,  # no 'username:' part
+        basic(f"{secret}:"): secret,
+        basic(f"{secret}:{alice}"): secret,  # a token as the username, with another user's token
+        basic(f"bob:{alice}"): alice,
+    }
+    for path in ("/api/v1/experiments", "/api/2.0/mlflow/experiments/search"):
+        for header, credential in cases.items():
+            response = team.http.get(path, headers={"Authorization": header})
+            assert response.status_code == 401, (header, response.text)
+            assert response.json()["error_code"] == "UNAUTHENTICATED"
+            shown = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
+            assert credential not in shown, (header, shown)
+            assert "s3cr3t" not in shown and alice[8:24] not in shown, (header, shown)
 
 
 def test_basic_auth_with_the_token_as_password(team: Team) -> None:

@@ -70,6 +70,8 @@ def test_sdk_with_tokens(team: Deployment, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(Unauthenticated, match="MODELYARD_TOKEN"):
         _store(team.url, None, monkeypatch).search_experiments()
     alice = _store(team.url, team.tokens["alice"], monkeypatch)
+    with pytest.raises(PermissionDenied, match="Only an admin may choose where"):  # no prefix allowed here
+        alice.create_experiment("alice-elsewhere", artifact_location="/tmp/modelyard-elsewhere")
     exp = alice.create_experiment("alice-sdk")
     run = alice.create_run(exp)
     from modelyard.schemas import Metric
@@ -167,3 +169,35 @@ def test_unmodified_mlflow_client_with_tokens(team: Deployment, monkeypatch: pyt
     ):  # MLflow's artifact client raises these
         client.log_text(run.info.run_id, "evil", "notes.txt")
     assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes.txt") == "hello"
+
+
+def test_artifact_location_prefixes_with_the_mlflow_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--artifact-location-prefix` (twice) reaches the server's worker: a user's experiment may live in a
+    folder under one, MLflow's uploads land there, and a location elsewhere is refused in MLflow's shape."""
+    mlflow = pytest.importorskip("mlflow")
+    from mlflow.exceptions import MlflowException
+
+    db = f"sqlite:///{tmp_path / 'locations.db'}"
+    token = modelyard("users", "create", "alice", "--tracking-uri", db).stdout.strip()
+    shared, elsewhere = tmp_path / "shared", tmp_path / "elsewhere"
+    shared.mkdir()
+    prefixes = ("--artifact-location-prefix", str(shared), "--artifact-location-prefix", "s3://team/exps")
+    server = LiveServer(db, tmp_path / "artifacts", extra_args=("--auth", *prefixes)).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+        with pytest.raises(MlflowException) as refused:
+            mlflow.create_experiment("elsewhere", artifact_location=str(elsewhere))
+        assert refused.value.error_code == "PERMISSION_DENIED"
+        assert str(shared) in refused.value.message and "s3://team/exps" in refused.value.message
+        exp_id = mlflow.create_experiment("shared", artifact_location=str(shared / "alice"))
+        with mlflow.start_run(experiment_id=exp_id) as run:
+            mlflow.log_text("hello", "notes.txt")
+        assert (shared / "alice" / run.info.run_id / "artifacts" / "notes.txt").read_text() == "hello"
+        assert not elsewhere.exists()
+    finally:
+        server.stop()

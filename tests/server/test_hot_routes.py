@@ -123,6 +123,31 @@ def test_hot_routes_answer_like_fastapis_router(trio: tuple[TestClient, ...]) ->
         assert len(history["steps"]) == 1 + 300 + 1 + 1 + 3  # the trailing-slash request: redirected
 
 
+DEEP = '{"run_id": "{run}", "metrics": ' + "[" * 5000 + "]" * 5000 + "}"
+HUGE = '{"key": "loss", "value": 1e400, "timestamp": 1}'  # would parse as infinity
+BAD_INPUT = [
+    (V1, DEEP.replace('"run_id": "{run}", ', "")),
+    ("/api/2.0/mlflow/runs/log-metric", DEEP),
+    ("/api/2.0/mlflow/runs/log-batch", DEEP),
+    (V1, '{"metrics": [' + HUGE.replace("1e400", "1" + "0" * 400) + "]}"),
+    (V1, '{"metrics": [' + HUGE + "]}"),
+    ("/api/2.0/mlflow/runs/log-metric", '{"run_id": "{run}", ' + HUGE[1:]),
+    ("/api/2.0/mlflow/runs/log-batch", '{"run_id": "{run}", "metrics": [' + HUGE + "]}"),
+]
+
+
+def test_hot_routes_answer_bad_input_with_the_same_400(trio: tuple[TestClient, ...]) -> None:
+    """A deeply nested body or a value past the float range: the same JSON 400 on every path, nothing stored."""
+    runs = [_runs(api) for api in trio]
+    for path, body in BAD_INPUT:
+        answers = [_answer(api, r, path, body) for api, r in zip(trio, runs)]
+        assert answers[0] == answers[1] == answers[2], (path, body)
+        status, _, text = answers[0]
+        assert status == 400 and json.loads(text)["error_code"] == "INVALID_PARAMETER_VALUE", (path, text)
+    for api, (run_id, _) in zip(trio, runs):
+        assert api.get(f"/api/v1/runs/{run_id}").json()["data"]["metrics"] == {}
+
+
 def test_other_requests_and_overrides_go_through_the_router(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,7 +66,7 @@ def test_server_restart_mid_training_loses_no_point(
 ) -> None:
     live = LiveServer(backend, tmp_path / "artifacts").start()
     monkeypatch.setenv("MODELYARD_TRACKING_URI", live.url)
-    monkeypatch.setenv("MODELYARD_HTTP_RETRIES", "1")  # give up fast, so the points go to the spool
+    monkeypatch.setenv("MODELYARD_HTTP_RETRIES", "1")  # give up fast: the points wait in the journal
     client = my.Client()
     run_id = client.create_run("0").run_id
     for i in range(1000):
@@ -75,7 +75,7 @@ def test_server_restart_mid_training_loses_no_point(
     live.stop()
     for i in range(1000, 2000):  # the server is down: training goes on
         client.log_metric(run_id, "x", float(i), step=i)
-    assert client.flush() is False  # spooled, not lost
+    assert client.flush() is False  # in the journal, not lost
     live.start()
     for i in range(2000, 3000):
         client.log_metric(run_id, "x", float(i), step=i)

@@ -126,6 +126,16 @@ def test_errors_are_the_apps(served: Served) -> None:
     assert served.store.get_metric_history(served.run_id, "loss").steps == []  # nothing half-stored
 
 
+def test_a_value_past_the_float_range_is_the_apps_400(served: Served) -> None:
+    path = f"/api/v1/runs/{served.run_id}/log-batch"
+    for value in (b"1e400", b"1" + b"0" * 400):  # each would parse as infinity
+        body = b'{"metrics": [{"key": "loss", "value": ' + value + b', "timestamp": 1}]}'
+        [(status, _, answer)] = served.exchange(post(path, body))
+        assert status == 400 and "float range" in json.loads(answer)["message"]
+    assert served.outcomes == ["RequestValidationError"] * 2
+    assert served.store.get_metric_history(served.run_id, "loss").steps == []
+
+
 def test_pipelined_expect_continue_and_close(served: Served) -> None:
     path = f"/api/v1/runs/{served.run_id}/log-batch"
     three = b"".join(post(path, {"metrics": [{**POINT, "step": i}]}) for i in range(3))

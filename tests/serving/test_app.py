@@ -140,6 +140,10 @@ async def test_oip_infer_one_tensor_per_column_and_requested_outputs(iris):
         assert wrong.json() == {"error": "Unknown output 'proba': the model returns output-0."}
 
 
+RAGGED_ROWS = {"sepal length (cm)": 2, "sepal width (cm)": 3, "petal length (cm)": 2, "petal width (cm)": 2}
+RAGGED = json.dumps({"inputs": [oip(c, [1.0] * rows, "FP64") for c, rows in RAGGED_ROWS.items()]}).encode()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -161,6 +165,8 @@ async def test_oip_infer_one_tensor_per_column_and_requested_outputs(iris):
          b'{"name": "size", "shape": [1], "datatype": "FP64", "data": [1]}]}', 400, "Unknown input 'colour'"),
         (b'{"id": 5, "inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}', 400,
          '"id" must be a string'),
+        (RAGGED, 400, "columns have different numbers of rows ('sepal length (cm)' has 2, 'sepal width (cm)' "
+                      "has 3, 'petal length (cm)' has 2, 'petal width (cm)' has 2)"),
     ],
 )  # fmt: skip
 async def test_oip_bad_requests_are_400_with_the_reason(iris, body, status, message):

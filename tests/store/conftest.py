@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,14 +39,28 @@ def store(request: pytest.FixtureRequest, store_uri: str, tmp_path: Path) -> Ite
     """The store itself, and the same store behind the REST API (server app in-process, RestStore client)."""
     artifacts = (tmp_path / "artifacts").as_uri()
     if request.param == "direct":
-        s: TrackingStore = SqlTrackingStore(store_uri, default_artifact_root=artifacts)
-    else:
-        from starlette.testclient import TestClient
+        direct = SqlTrackingStore(store_uri, default_artifact_root=artifacts)
+        yield direct
+        direct.close()
+        return
+    from modelyard.store.rest import RestStore
 
-        from modelyard.server import ServerSettings, create_app
-        from modelyard.store.rest import RestStore
+    with served(store_uri, artifacts) as client:
+        rest = RestStore("http://testserver", client=client, retries=0)
+        yield rest
+        rest.close()
 
-        app = create_app(ServerSettings(backend_store_uri=store_uri, artifacts_uri=artifacts))
-        s = RestStore("http://testserver", client=TestClient(app), retries=0)
-    yield s
-    s.close()
+
+@contextlib.contextmanager
+def served(store_uri: str, artifacts: str) -> Iterator[Any]:
+    """A TestClient on the server app; the app's own store (its connection pool) is closed afterwards, so
+    that PostgreSQL tests do not run out of connections."""
+    from starlette.testclient import TestClient
+
+    from modelyard.server import ServerSettings, create_app
+
+    app = create_app(ServerSettings(backend_store_uri=store_uri, artifacts_uri=artifacts))
+    try:
+        yield TestClient(app)
+    finally:
+        app.state.store.close()

@@ -12,6 +12,7 @@ from modelyard.schemas.accounts import ResourceType, Role
 from modelyard.store.accounts import AccountStore
 from modelyard.store.sql.accounts import SqlAccountStore
 from modelyard.store.sql.store import SqlTrackingStore
+from tests.store.conftest import served
 
 EXPERIMENT = ResourceType.EXPERIMENT
 
@@ -26,17 +27,16 @@ def sql(store_uri: str, tmp_path: Path) -> Iterator[SqlAccountStore]:
 @pytest.fixture(params=["direct", "rest"])
 def accounts(request: pytest.FixtureRequest, store_uri: str, tmp_path: Path) -> Iterator[AccountStore]:
     if request.param == "direct":
-        store = SqlAccountStore.open(store_uri)
-    else:
-        from starlette.testclient import TestClient
+        direct = SqlAccountStore.open(store_uri)
+        yield direct
+        direct.close()
+        return
+    from modelyard.store.rest_accounts import RestAccountStore
 
-        from modelyard.server import ServerSettings, create_app
-        from modelyard.store.rest_accounts import RestAccountStore
-
-        app = create_app(ServerSettings(backend_store_uri=store_uri, artifacts_uri=str(tmp_path)))
-        store = RestAccountStore("http://testserver", client=TestClient(app))
-    yield store
-    store.close()
+    with served(store_uri, str(tmp_path)) as client:
+        store = RestAccountStore("http://testserver", client=client)
+        yield store
+        store.close()
 
 
 def test_users(accounts: AccountStore) -> None:

@@ -16,6 +16,10 @@ from hypothesis import strategies as st
 from modelyard.errors import InvalidArgument
 from modelyard.store.filter import (
     ATTRIBUTES,
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_LISTED_VALUES,
+    MAX_SUBQUERY_CONDITIONS,
     And,
     Comparison,
     Expr,
@@ -378,6 +382,24 @@ def test_deep_nesting_is_a_syntax_error_not_a_recursion_error() -> None:
     for text in ["(" * 5000 + "metrics.a > 1" + ")" * 5000, "NOT " * 5000 + "metrics.a > 1"]:
         err = parse_error(text)
         assert "nests deeper" in err.reason
+
+
+def test_filters_past_what_one_query_holds_say_which_limit() -> None:
+    ors = " OR ".join(f"metrics.m = {i}" for i in range(MAX_CONDITIONS + 1))
+    err = parse_error(ors)
+    assert err.position == ors.rindex("metrics.m") and "at most 500 conditions" in err.reason
+    assert "IN" in err.reason  # says how to fix it
+    assert isinstance(parse_filter(ors.rsplit(" OR ", 1)[0]), Or)  # 500: fine
+    values = ", ".join(map(str, range(MAX_LISTED_VALUES)))
+    assert parse_filter(f"metrics.m IN ({values})") is not None
+    err = parse_error(f"metrics.m IN ({values}) OR params.p IN ('a')")
+    assert "at most 10,000 values" in err.reason
+    datasets = " AND ".join(f"datasets.name = '{i}'" for i in range(MAX_SUBQUERY_CONDITIONS + 1))
+    assert "at most 25 conditions on datasets" in parse_error(datasets).reason
+    assert parse_filter(datasets.rsplit(" AND ", 1)[0]) is not None
+    nested = "(" * MAX_DEPTH + "metrics.a > 1" + ")" * MAX_DEPTH
+    assert parse_filter(nested) == metric("a", ">", 1)
+    assert "deeper than 25 levels" in parse_error("NOT " + nested).reason
 
 
 # --- order by ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from modelyard.schemas.registry import GatePolicy, GateRule, Stage
 from modelyard.store.model_registry import ModelRegistryStore
 from modelyard.store.sql.model_registry import SqlModelRegistryStore
 from modelyard.store.sql.store import SqlTrackingStore
+from tests.store.conftest import served
 
 
 @pytest.fixture
@@ -31,15 +32,12 @@ def registry(
     if request.param == "direct":
         yield SqlModelRegistryStore(tracking)
         return
-    from starlette.testclient import TestClient
-
-    from modelyard.server import ServerSettings, create_app
     from modelyard.store.rest_registry import RestModelRegistryStore
 
-    app = create_app(ServerSettings(backend_store_uri=store_uri, artifacts_uri=str(tmp_path / "artifacts")))
-    store = RestModelRegistryStore("http://testserver", client=TestClient(app))
-    yield store
-    store.close()
+    with served(store_uri, str(tmp_path / "artifacts")) as client:
+        store = RestModelRegistryStore("http://testserver", client=client)
+        yield store
+        store.close()
 
 
 def _run(tracking: SqlTrackingStore, **metrics: float) -> str:
@@ -111,6 +109,32 @@ def test_versions_tags_search_and_rename(registry: ModelRegistryStore, tracking:
     assert renamed.name == "churn-v2" and registry.get_model_version("churn-v2", 1).tags == {"k": "v"}
     with pytest.raises(NotFound):
         registry.get_registered_model("churn")
+
+
+def test_search_filters_at_and_past_the_limits(registry: ModelRegistryStore) -> None:
+    """Past a limit: InvalidArgument naming it (was a database error, a 503, or minutes of planning on
+    PostgreSQL for many tag conditions); at the limits: answered on both databases."""
+    registry.create_registered_model("churn", tags={"k": "v"})
+    registry.create_model_version("churn", "s3://b/m", tags={"k": "v"})
+    many = ", ".join(f"'n{i}'" for i in range(9_999))  # over the 64 KB of a URL: the REST client's GET can't
+    direct = isinstance(registry, SqlModelRegistryStore)
+    fine = [
+        " AND ".join(f"name != 'x{i}'" for i in range(499)) + " AND name = 'churn'",
+        " AND ".join(f"tags.k != 'x{i}'" for i in range(25)),
+        *([f"name IN ({many}, 'churn')"] if direct else []),
+    ]
+    for flt in fine:
+        assert [m.name for m in registry.search_registered_models(flt).registered_models] == ["churn"]
+        assert [v.version for v in registry.search_model_versions(flt).model_versions] == [1]
+    refused = [
+        (" AND ".join(f"name != 'x{i}'" for i in range(1100)), "at most 500 conditions"),
+        (" AND ".join(f"tags.k != 'x{i}'" for i in range(26)), "at most 25 conditions on tags"),
+        *([(f"name IN ({many}, 'a', 'b')", "at most 10,000 values")] if direct else []),
+    ]
+    for flt, fragment in refused:
+        for search in (registry.search_registered_models, registry.search_model_versions):
+            with pytest.raises(InvalidArgument, match=fragment):
+                search(flt)
 
 
 def test_stages_history_and_archive_existing(registry: ModelRegistryStore) -> None:

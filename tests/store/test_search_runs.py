@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
 from modelyard.errors import InvalidArgument
@@ -157,3 +160,58 @@ def test_malformed_filter_points_at_the_problem(populated: tuple[SqlTrackingStor
         assert err.value.position == len(flt)
     with pytest.raises(InvalidArgument, match="max_results"):
         store.search_runs([eid], max_results=0)
+
+
+def _ors(n: int, start: int = 0) -> str:
+    return " OR ".join(f"metrics.acc = {i}" for i in range(start, start + n))
+
+
+FILTERS_AT_THE_LIMITS = [  # each just inside a documented limit (docs/tracking.md), found on both databases
+    _ors(499) + " OR metrics.acc = 0.95",
+    "attributes.run_name = 'a' AND metrics.acc IN (" + ", ".join(f"{i}.5" for i in range(9_999)) + ", 0.95)",
+    "(attributes.run_name = 'a' AND (metrics.acc < 9 OR " * 12 + "metrics.acc = 0.95" + "))" * 12,
+    "metrics.acc = 0.95 AND " + " AND ".join(f"datasets.name != '{i}'" for i in range(25)),
+    "metrics.acc = 0.95 OR " + " OR ".join(f"metrics.k{i} = 1" for i in range(48)),  # + acc, + order_by key
+]
+FILTERS_PAST_THE_LIMITS = [  # each was a database error, answered 503 and retried by the REST client
+    (_ors(1100), "at most 500 conditions"),
+    ("metrics.acc IN (" + ", ".join(map(str, range(70_000))) + ")", "at most 10,000 values"),
+    (
+        "(metrics.acc > 0 AND (metrics.acc > 1 OR " * 20 + "metrics.acc > 0" + "))" * 20,
+        "deeper than 25 levels",
+    ),
+    (" AND ".join(f"datasets.name != '{i}'" for i in range(200)), "at most 25 conditions on datasets"),
+    (" OR ".join(f"metrics.k{i} = 1" for i in range(70)), "at most 50 different metric, param and tag keys"),
+]
+
+
+def test_filters_within_the_limits_work_on_every_backend(populated: tuple[SqlTrackingStore, str]) -> None:
+    store, eid = populated
+    for flt in FILTERS_AT_THE_LIMITS:
+        assert names(store, eid, flt, ["params.lr"]) == ["a"], flt[:80]
+
+
+@pytest.mark.parametrize(("flt", "fragment"), FILTERS_PAST_THE_LIMITS, ids=lambda v: str(v)[:30])
+def test_filters_past_the_limits_are_invalid_argument_naming_them(
+    populated: tuple[SqlTrackingStore, str], flt: str, fragment: str
+) -> None:
+    store, eid = populated
+    with pytest.raises(InvalidArgument) as err:  # the caller's mistake, not Unavailable
+        store.search_runs([eid], flt)
+    assert fragment in err.value.message and type(err.value).__name__ != "Unavailable"
+
+
+def test_the_rest_client_does_not_retry_a_refused_filter(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from modelyard.server import ServerSettings, create_app
+    from modelyard.store.rest import RestStore
+
+    app = create_app(ServerSettings(backend_store_uri=f"sqlite:///{tmp_path / 's.db'}"))
+    sent: list[httpx.Request] = []
+    with TestClient(app) as client:
+        client.event_hooks["request"].append(sent.append)
+        store = RestStore("http://testserver", client=client, retries=3, backoff=0.01)
+        with pytest.raises(InvalidArgument, match="at most 500 conditions"):
+            store.search_runs(["0"], _ors(1100))
+    assert len(sent) == 1

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from modelyard.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NotFound
-from modelyard.schemas import Dataset, DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
+from modelyard.schemas import BatchSequence, Dataset, DatasetInput, Metric, Param, RunStatus, RunTag, ViewType
 from modelyard.store.sql.store import SqlTrackingStore
 
 
@@ -234,6 +234,63 @@ def test_latest_metric_is_by_step_then_timestamp(store: SqlTrackingStore) -> Non
     assert store.get_run(run.run_id).data.metrics == {"loss": 1.0}
     hist = store.get_metric_history(run.run_id, "loss")
     assert hist.steps == [5, 6, 7, 7] and hist.values == [3.0, 9.0, 2.0, 1.0]
+
+
+WRITER = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_numbered_batch_sent_again_is_stored_once(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    points = [m("x", float(i), step=i) for i in range(10)]
+    store.log_batch(run.run_id, metrics=points[:6], sequence=BatchSequence(writer_id=WRITER, first_seq=1))
+    store.log_batch(run.run_id, metrics=points[:6], sequence=BatchSequence(writer_id=WRITER, first_seq=1))
+    # Overlapping the stored ones (a retry that grew): only the new points are stored.
+    store.log_batch(run.run_id, metrics=points[4:], sequence=BatchSequence(writer_id=WRITER, first_seq=5))
+    assert store.get_metric_history(run.run_id, "x").steps == list(range(10))
+    # Another writer's numbers are its own; points without numbers are stored as sent.
+    store.log_batch(run.run_id, metrics=points[:2], sequence=BatchSequence(writer_id="f" * 32, first_seq=1))
+    store.log_batch(run.run_id, metrics=points[:1])
+    assert store.get_metric_history(run.run_id, "x").steps == [0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_one_numbered_batch_sent_concurrently_is_stored_once(store: SqlTrackingStore) -> None:
+    import threading
+
+    run = store.create_run("0")
+    points = [m("x", float(i), step=i) for i in range(50)]
+    start = threading.Barrier(4)
+
+    def send() -> None:
+        start.wait()
+        store.log_batch(run.run_id, metrics=points, sequence=BatchSequence(writer_id=WRITER, first_seq=1))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get_metric_history(run.run_id, "x").steps == list(range(50))
+
+
+def test_the_end_of_a_run_skips_points_it_already_has(store: SqlTrackingStore) -> None:
+    run = store.create_run("0")
+    points = [m("x", float(i), step=i) for i in range(4)]
+    store.log_batch(run.run_id, metrics=points[:3], sequence=BatchSequence(writer_id=WRITER, first_seq=1))
+    info = store.end_run(
+        run.run_id,
+        RunStatus.FINISHED,
+        metrics=points[2:],
+        sequence=BatchSequence(writer_id=WRITER, first_seq=3),
+    )
+    assert info.status == RunStatus.FINISHED
+    assert store.get_metric_history(run.run_id, "x").steps == [0, 1, 2, 3]
+
+
+def test_numbered_batches_for_missing_runs_are_refused(store: SqlTrackingStore) -> None:
+    with pytest.raises(NotFound):
+        store.log_batch(
+            "a" * 32, metrics=[m("x", 1.0)], sequence=BatchSequence(writer_id=WRITER, first_seq=1)
+        )
 
 
 @pytest.mark.parametrize("count", [1, 255, 256, 777, 1000])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,17 @@ def test_logging_without_run_is_a_clear_error() -> None:
 def test_bad_metric_values_fail_at_the_call() -> None:
     with my.start_run(), pytest.raises(my.InvalidArgument, match="number"):
         my.log_metric("x", "not-a-number")
+
+
+def test_a_metric_past_the_float_range_is_refused_and_infinities_are_kept() -> None:
+    with my.start_run() as run:
+        for huge in (10**400, -(10**400)):  # float() of either raises OverflowError
+            with pytest.raises(my.InvalidArgument, match="past the float range"):
+                my.log_metric("x", huge)
+        my.log_metric("x", float("inf"))
+        my.log_metric("x", float("nan"))
+    values = my.Client().get_metric_history(run.run_id, "x").values
+    assert values[0] == float("inf") and math.isnan(values[1]) and len(values) == 2
 
 
 def test_numpy_values_and_steps() -> None:

@@ -28,6 +28,8 @@ _ALLOWED = (
     "Use a relative path with '/' between folders, inside the artifact root (e.g. 'model/weights.bin')."
 )
 _DRIVE = re.compile(r"^[A-Za-z]:")
+MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX of Linux and macOS file systems)
+MAX_PATH_BYTES = 1024  # a whole artifact path (S3's limit on a key; local roots keep well under PATH_MAX)
 
 
 def normalize_artifact_path(path: str | None) -> str:
@@ -50,7 +52,30 @@ def normalize_artifact_path(path: str | None) -> str:
     segments = [s for s in unified.split("/") if s not in ("", ".")]
     if ".." in segments:
         raise InvalidArgument(f"Artifact path {path!r} contains '..', which could leave the root. {_ALLOWED}")
-    return "/".join(segments)
+    rel = "/".join(segments)
+    check_length(rel)
+    return rel
+
+
+def check_length(rel: str) -> None:
+    """Paths every backend can hold: file systems refuse a name over 255 bytes, S3 a key over 1,024."""
+    size = _bytes(rel)
+    if size > MAX_PATH_BYTES:
+        raise InvalidArgument(
+            f"Artifact path {rel[:60]!r}... is {size} bytes long (UTF-8); the limit is {MAX_PATH_BYTES}. "
+            "Use a shorter path."
+        )
+    if size > MAX_NAME_BYTES:  # else no name in it can be too long
+        for name in rel.split("/"):
+            if (length := _bytes(name)) > MAX_NAME_BYTES:
+                raise InvalidArgument(
+                    f"Artifact name {name[:60]!r}... is {length} bytes long (UTF-8); file systems allow "
+                    f"{MAX_NAME_BYTES} per file or folder name. Use a shorter name."
+                )
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _file_path(path: str) -> str:

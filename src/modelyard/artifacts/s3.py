@@ -23,7 +23,7 @@ from fsspec.callbacks import Callback
 from fsspec.exceptions import FSTimeoutError
 
 from modelyard import config
-from modelyard.artifacts.base import ArtifactStore, normalize_artifact_path
+from modelyard.artifacts.base import ArtifactStore, check_length, normalize_artifact_path
 from modelyard.artifacts.local import staged_file
 from modelyard.artifacts.progress import TransferProgress
 from modelyard.errors import (
@@ -97,8 +97,11 @@ class S3ArtifactStore(ArtifactStore):
         )
 
     def _object_key(self, rel: str) -> str:
-        """The S3 key ("prefix/rel") of artifact `rel`."""
-        return "/".join(p for p in (self.prefix, rel) if p)
+        """The S3 key ("prefix/rel") of artifact `rel`; with the prefix, it must still fit S3's limit."""
+        key = "/".join(p for p in (self.prefix, rel) if p)
+        if rel and self.prefix:
+            check_length(key)
+        return key
 
     def _key(self, rel: str) -> str:
         """The s3fs path ("bucket/prefix/rel") of artifact `rel`."""

@@ -57,6 +57,15 @@ def is_loopback(host: str) -> bool:
     help="With --auth: the role users hold on experiments and models nobody granted them a role on.",
 )
 @click.option(
+    "--artifact-location-prefix",
+    "artifact_location_prefixes",
+    metavar="URI",
+    multiple=True,
+    help="With --auth: users other than admins may give a new experiment an artifact location in a folder "
+    "of its own under this prefix (an absolute folder or s3://bucket/path; repeatable). Without one, only "
+    "admins choose locations; everyone else gets the default under --artifacts-uri.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="Allow binding an address other than loopback without --auth: anyone who can reach the port can "
@@ -73,6 +82,7 @@ def server(
     max_body_mb: float,
     auth: bool,
     default_role: str,
+    artifact_location_prefixes: tuple[str, ...],
     insecure: bool,
 ) -> None:
     """Serve the tracking REST API (/api/v1, OpenAPI at /api/v1/openapi.json, /health, /ready).
@@ -99,6 +109,10 @@ def server(
             "127.0.0.1, or pass --insecure to accept that anyone who reaches the port can read and write "
             "every experiment."
         )
+    if artifact_location_prefixes and not auth:
+        err().print(
+            "[yellow]--artifact-location-prefix has no effect without --auth[/] (every caller is an admin)."
+        )
     backend = backend_store_uri or state.tracking_uri
     if backend and backend.startswith(("http://", "https://")):
         raise InvalidArgument("--backend-store-uri must be a database (sqlite:/// or postgresql+psycopg://).")
@@ -109,6 +123,7 @@ def server(
         ("MODELYARD_SERVER_MAX_BODY_MB", str(max_body_mb)),
         ("MODELYARD_SERVER_AUTH", "1" if auth else "0"),
         ("MODELYARD_SERVER_DEFAULT_ROLE", default_role.upper()),
+        ("MODELYARD_SERVER_ARTIFACT_LOCATION_PREFIXES", "\n".join(artifact_location_prefixes)),
     ):
         if value:
             os.environ[name] = value

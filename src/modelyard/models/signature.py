@@ -134,7 +134,14 @@ def _to_frame(pd: Any, schema: Schema, inputs: Any) -> Any:
         values = {str(k): v for k, v in inputs.items()}
         if all(np.ndim(v) == 0 for v in values.values()):
             return pd.DataFrame({k: [v] for k, v in values.items()})  # one row given as a dict of scalars
-        return pd.DataFrame({k: to_numpy(v) if np.ndim(v) else v for k, v in values.items()})
+        columns = {k: to_numpy(v) if np.ndim(v) else v for k, v in values.items()}
+        rows = {k: len(v) for k, v in columns.items() if np.ndim(v)}
+        if len(set(rows.values())) > 1:
+            counts = ", ".join(f"{k!r} has {n}" for k, n in rows.items())
+            raise InvalidArgument(
+                f"The input's columns have different numbers of rows ({counts}); give every column the same."
+            )
+        return pd.DataFrame(columns)
     if isinstance(inputs, list) and inputs and all(isinstance(r, Mapping) for r in inputs):
         return pd.DataFrame.from_records(inputs)
     array = to_numpy(inputs)

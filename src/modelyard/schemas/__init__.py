@@ -2,6 +2,7 @@
 
 from modelyard.schemas.artifacts import FileInfo
 from modelyard.schemas.tracking import (
+    BatchSequence,
     Dataset,
     DatasetInput,
     Experiment,
@@ -19,6 +20,7 @@ from modelyard.schemas.tracking import (
 )
 
 __all__ = [
+    "BatchSequence",
     "Dataset",
     "DatasetInput",
     "Experiment",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.schemas.tracking import (
+    BatchSequence,
     DatasetInput,
     Experiment,
     Metric,
@@ -62,12 +63,14 @@ class EndRun(_Body):
     status: RunStatus = RunStatus.FINISHED
     end_time: int | None = None
     metrics: list[Metric] = Field(default_factory=list)
+    sequence: BatchSequence | None = None
 
 
 class LogBatch(_Body):
     metrics: list[Metric] = Field(default_factory=list)
     params: list[Param] = Field(default_factory=list)
     tags: list[RunTag] = Field(default_factory=list)
+    sequence: BatchSequence | None = None  # see BatchSequence: a re-sent batch is stored once
 
 
 class LogInputs(_Body):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetPydanticSchema
+from pydantic_core import core_schema
 
 
 class RunStatus(str, Enum):
@@ -53,11 +54,43 @@ class Experiment(_Model):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+def _metric_value(_: Any, __: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    """A float; in JSON, a number within the float range or a string such as "NaN" or "Infinity". A JSON
+    number past the range (1e400, or the integer 10**400) would parse as infinity: an error instead, as are
+    the bare NaN/Infinity tokens, which a parser cannot tell from it (protobuf, MLflow's parser, refuses
+    them too)."""
+    return core_schema.json_or_python_schema(
+        json_schema=core_schema.union_schema(
+            [
+                core_schema.float_schema(allow_inf_nan=False),
+                core_schema.chain_schema([core_schema.str_schema(), core_schema.float_schema()]),
+            ],
+            mode="left_to_right",
+            custom_error_type="metric_value",
+            custom_error_message="Input should be a number within the float range (about ±1.8e308), "
+            'or "NaN", "Infinity" or "-Infinity" as a string',
+        ),
+        python_schema=core_schema.float_schema(),
+    )
+
+
+MetricValue = Annotated[float, GetPydanticSchema(_metric_value)]
+
+
 class Metric(_Model):
     key: str
-    value: float
+    value: MetricValue
     timestamp: int
     step: int = 0
+
+
+class BatchSequence(_Model):
+    """Where a batch of metric points sits in its writer's numbering: they are points `first_seq`,
+    `first_seq + 1`, ... that writer `writer_id` gave the run. A store keeps the last number it stored per
+    writer and run, and skips the points it already has, so a batch sent twice is stored once."""
+
+    writer_id: str = Field(pattern="^[0-9a-f]{32}$")
+    first_seq: int = Field(ge=1, le=2**63 - 1)
 
 
 class Param(_Model):

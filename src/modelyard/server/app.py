@@ -25,6 +25,8 @@ class ServerSettings:
     max_body_mb: float = 64.0
     auth: bool = False  # require API tokens, enforce roles, keep the audit log
     default_role: Role | None = Role.READ  # with auth: the role users hold where nobody granted them one
+    # with auth: where users other than admins may name an experiment's artifact location (server/locations.py)
+    artifact_location_prefixes: tuple[str, ...] = ()
 
 
 def error_response(code: str, message: str, status: int) -> JSONResponse:
@@ -196,7 +198,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(deployment_routes.router, prefix="/api/v1")
     hot_routes.install(app)  # and the MLflow REST API and artifact proxy, for unmodified MLflow clients
     if settings.auth:
-        _enable_auth(app, store, settings.default_role)
+        _enable_auth(app, store, settings)
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_body_mb * 2**20))
     if app.state.accounts is not None:  # a SQL store: keep webhooks, run their dispatcher while serving
         webhooks.install(app)
@@ -221,16 +223,19 @@ def _model_registry(store: Any) -> Any:
     return SqlModelRegistryStore(store) if isinstance(store, SqlTrackingStore) else None
 
 
-def _enable_auth(app: FastAPI, store: Any, default_role: Role | None) -> None:
+def _enable_auth(app: FastAPI, store: Any, settings: ServerSettings) -> None:
     from modelyard.errors import InvalidArgument
     from modelyard.server.auth import AuthMiddleware
     from modelyard.server.authz import Authorizer
+    from modelyard.server.locations import LocationPolicy
 
     if app.state.accounts is None:
         raise InvalidArgument(
             "--auth needs a SQL backend store (sqlite:/// or postgresql://) to keep accounts in."
         )
-    app.state.authorizer = Authorizer(app.state.accounts, store, default_role)
+    root = settings.artifacts_uri or config.artifact_uri()  # the store's default root for new experiments
+    locations = LocationPolicy(root, settings.artifact_location_prefixes)
+    app.state.authorizer = Authorizer(app.state.accounts, store, settings.default_role, locations)
     app.add_middleware(AuthMiddleware, authz=app.state.authorizer)
 
 
@@ -248,6 +253,9 @@ def app_from_env() -> FastAPI:
         max_body_mb=float(env.get("MODELYARD_SERVER_MAX_BODY_MB") or 64),
         auth=env.get("MODELYARD_SERVER_AUTH") == "1",
         default_role=_role(env.get("MODELYARD_SERVER_DEFAULT_ROLE") or "READ"),
+        artifact_location_prefixes=tuple(
+            p for p in (env.get("MODELYARD_SERVER_ARTIFACT_LOCATION_PREFIXES") or "").split("\n") if p
+        ),
     )
     built, _built = _built, None
     if built is not None and built[0] == settings:

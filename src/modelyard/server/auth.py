@@ -50,7 +50,12 @@ def token_from(header: str | None) -> tuple[str, str | None]:
             ) from None
         if sep and password:
             return password, username
-    raise Unauthenticated(f"Unsupported Authorization header ({scheme or 'empty'}). {_MISSING}")
+    # Never quote the header: without a scheme (or with a typo in it) its first word is the token itself.
+    raise Unauthenticated(
+        "Unsupported Authorization header (not shown: it may hold a credential). Send the API token as "
+        "'Authorization: Bearer <token>' (set MODELYARD_TOKEN for Modelyard clients, MLFLOW_TRACKING_TOKEN for "
+        "MLflow's), or as the password of HTTP Basic credentials. Create one with: modelyard tokens create"
+    )
 
 
 class AuthMiddleware:
@@ -94,7 +99,9 @@ class AuthMiddleware:
         if principal is None:
             principal = await run_in_threadpool(self.authz.authenticate, token)
         if username is not None and username != principal.username:
-            raise Unauthenticated(f"This token belongs to {principal.username!r}, not {username!r}.")
+            raise Unauthenticated(  # the username sent is not quoted: it may hold a credential by mistake
+                f"This token belongs to {principal.username!r}, not to the username sent with it."
+            )
         return principal
 
     async def _audit(self, scope: Scope, who: Principal | None, targets: list[str], status: int) -> None:

@@ -4,7 +4,8 @@ through, the tracking store and the model registry.
 With auth on, each request's routes see an `AuthorizedStore`: the real store behind a check per method, so
 the REST API v1, the MLflow-compatible API and the artifact proxies enforce the same rules without any
 route knowing them. Admins may do everything; anyone else holds the role granted to them on the resource,
-or the server's default role (MLflow's default: READ). Creating an experiment makes its creator its manager.
+or the server's default role (MLflow's default: READ). Creating an experiment makes its creator its manager;
+only admins choose its artifact location freely (see `locations`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from modelyard.errors import PermissionDenied
 from modelyard.schemas import (
+    BatchSequence,
     DatasetInput,
     Experiment,
     Metric,
@@ -45,10 +47,12 @@ from modelyard.store.base import TrackingStore
 from modelyard.store.model_registry import ModelRegistryStore
 
 if TYPE_CHECKING:
+    from modelyard.server.locations import LocationPolicy
     from modelyard.store.sql.accounts import SqlAccountStore
 
 CACHE_TTL_S = 5.0  # how long a worker trusts what it read about a token or a grant (revocation delay)
 EXPERIMENT = ResourceType.EXPERIMENT
+_ALL_EXPERIMENTS = 50_000  # the most experiments the store lists at once
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,15 @@ _MISS = object()
 class Authorizer:
     """Role look-ups for one server process, cached for a few seconds (grants change rarely, checks are hot)."""
 
-    def __init__(self, accounts: SqlAccountStore, store: TrackingStore, default_role: Role | None) -> None:
+    def __init__(
+        self,
+        accounts: SqlAccountStore,
+        store: TrackingStore,
+        default_role: Role | None,
+        locations: LocationPolicy,
+    ) -> None:
         self.accounts, self.store, self.default_role = accounts, store, default_role
+        self.locations = locations  # where non-admins may put an experiment's artifacts
         self._roles = _TtlCache()
         self._tokens = _TtlCache()
         self._touched: dict[str, float] = {}
@@ -179,12 +190,25 @@ class AuthorizedStore(TrackingStore):
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
     ) -> str:
+        if artifact_location and not self.who.is_admin:  # the server writes there: see `locations`
+            self.authz.locations.check(self.who.username, artifact_location, self._artifact_locations)
         experiment_id = self.inner.create_experiment(name, artifact_location, tags)
         self._note(f"experiment:{experiment_id}")
         if not self.who.is_admin:
             self.authz.accounts.set_permission(self.who.username, EXPERIMENT, experiment_id, Role.MANAGE)
             self.authz.forget()
         return experiment_id
+
+    def _artifact_locations(self) -> list[str]:
+        """Every experiment's artifact location, deleted ones included (their files are still there)."""
+        found = self.inner.search_experiments(ViewType.ALL, None, _ALL_EXPERIMENTS)
+        if len(found) >= _ALL_EXPERIMENTS:  # cannot tell whether the location is free: refuse
+            raise PermissionDenied(
+                f"This server holds over {_ALL_EXPERIMENTS} experiments, too many to check that a chosen "
+                "artifact location is free. Leave artifact_location out, or ask an admin to create the "
+                "experiment."
+            )
+        return [e.artifact_location for e in found]
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         experiment = self.inner.get_experiment(experiment_id)
@@ -270,10 +294,15 @@ class AuthorizedStore(TrackingStore):
         return self.inner.update_run(run_id, status, end_time, run_name, description)
 
     def end_run(
-        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+        self,
+        run_id: str,
+        status: RunStatus,
+        end_time: int | None = None,
+        metrics: Sequence[Metric] = (),
+        sequence: BatchSequence | None = None,
     ) -> RunInfo:
         self.require_run(run_id, Role.EDIT)
-        return self.inner.end_run(run_id, status, end_time, metrics)
+        return self.inner.end_run(run_id, status, end_time, metrics, sequence)
 
     def delete_run(self, run_id: str) -> None:
         self.require_run(run_id, Role.MANAGE)
@@ -298,9 +327,10 @@ class AuthorizedStore(TrackingStore):
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
+        sequence: BatchSequence | None = None,
     ) -> None:
         self.require_run(run_id, Role.EDIT)
-        self.inner.log_batch(run_id, metrics, params, tags)
+        self.inner.log_batch(run_id, metrics, params, tags, sequence)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self.require_run(run_id, Role.EDIT)

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 
 from modelyard.schemas import (
+    BatchSequence,
     DatasetInput,
     Experiment,
     Metric,
@@ -102,9 +103,15 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def end_run(
-        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+        self,
+        run_id: str,
+        status: RunStatus,
+        end_time: int | None = None,
+        metrics: Sequence[Metric] = (),
+        sequence: BatchSequence | None = None,
     ) -> RunInfo:
-        """Store the run's last metric points and set its terminal status, in one transaction."""
+        """Store the run's last metric points and set its terminal status, in one transaction (`sequence`: as
+        in `log_batch`)."""
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None: ...
@@ -127,8 +134,12 @@ class TrackingStore(abc.ABC):
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
+        sequence: BatchSequence | None = None,
     ) -> None:
-        """Store everything in one transaction; Conflict if a param would change value."""
+        """Store everything in one transaction; Conflict if a param would change value.
+
+        With `sequence` (the buffered writer's numbering of `metrics`), points this store already has from
+        that writer for this run are skipped: a batch re-sent after a lost reply or a crash is stored once."""
 
     @abc.abstractmethod
     def delete_tag(self, run_id: str, key: str) -> None: ...

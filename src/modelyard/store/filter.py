@@ -82,7 +82,15 @@ _NULL = ("IS NULL", "IS NOT NULL")
 _NUMBER_OPS = _COMPARE + _IN + _NULL  # metrics
 _STRING_OPS = _MATCH + _IN + _NULL  # params, tags, datasets, string attributes
 _TIME_OPS = _COMPARE + _NULL  # start_time / end_time
-_MAX_DEPTH = 100  # nesting limit, so hostile input gets an error rather than a RecursionError
+# What one query holds on every backend, so that a filter past them is a clear error (not a database's):
+# SQLite's parser overflows at about 32 levels of parentheses and NOT, and it refuses an expression over
+# 1,000 levels deep (n conditions joined by OR or AND make n levels); PostgreSQL refuses a statement
+# with over 65,535 values, and takes seconds to plan 100 subqueries joined by AND (one per condition on
+# datasets here, on tags in registry searches), minutes for 500 (measured).
+MAX_DEPTH = 25
+MAX_CONDITIONS = 500
+MAX_SUBQUERY_CONDITIONS = 25
+MAX_LISTED_VALUES = 10_000  # the values of every IN list in the filter together
 
 # One pass of one regex does all the lexing. A quoted key is glued to its "prefix." word (no space
 # allowed) so that `params."a b"` is an identifier while `= "a b"` stays a string value.
@@ -153,6 +161,7 @@ def _describe(tok: _Token) -> str:
 class _Parser:
     def __init__(self, text: str, what: str) -> None:
         self.text, self.what, self.i, self.depth = text, what, 0, 0
+        self.conditions = self.subqueries = self.listed = 0
         self.toks = self._tokenize(text)
 
     def fail(self, position: int, reason: str) -> NoReturn:
@@ -209,8 +218,8 @@ class _Parser:
 
     def unary(self) -> Expr:
         tok = self.peek()
-        if self.depth >= _MAX_DEPTH:
-            self.fail(tok[2], f"the filter nests deeper than {_MAX_DEPTH} levels")
+        if self.depth > MAX_DEPTH:
+            self.fail(tok[2], f"the filter nests deeper than {MAX_DEPTH} levels of parentheses and NOT")
         if self.at("NOT"):
             self.i += 1
             self.depth += 1
@@ -231,7 +240,18 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Expr:
+        start = self.peek()[2]
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            self.fail(
+                start,
+                f"a filter holds at most {MAX_CONDITIONS} conditions; list the values of one key with IN, "
+                "e.g. metrics.m IN (1, 2, 3), or split the search",
+            )
         ident, shown = self.identifier(self.take())
+        self.subqueries += ident.kind == "dataset"
+        if self.subqueries > MAX_SUBQUERY_CONDITIONS:
+            self.fail(start, f"a filter holds at most {MAX_SUBQUERY_CONDITIONS} conditions on datasets")
         ops, want = _rules(ident)
         op, op_pos = self.operator(shown, ops)
         if op not in ops:
@@ -248,6 +268,12 @@ class _Parser:
             if not values and _punct(self.peek(), ")"):
                 self.fail(self.peek()[2], f"{op} needs at least one value, e.g. {op} ({_example(want)})")
             values.append(self.value(ident, shown, op, want))
+            self.listed += 1
+            if self.listed > MAX_LISTED_VALUES:
+                self.fail(
+                    opener[2],
+                    f"a filter's IN lists hold at most {MAX_LISTED_VALUES:,} values; split the search",
+                )
             sep = self.take()
             if _punct(sep, ")"):
                 return Comparison(ident, op, tuple(values))

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from modelyard.errors import InvalidArgument
+from modelyard.store.filter import MAX_CONDITIONS, MAX_LISTED_VALUES, MAX_SUBQUERY_CONDITIONS
 
 _CLAUSE = re.compile(
     r"""\s*(?P<subject>tags?\.(?:`[^`]+`|"[^"]+"|[\w.\-/: ]+?)|[A-Za-z_]+)\s*
@@ -39,8 +40,14 @@ def parse_registry_filter(text: str | None, fields: tuple[str, ...]) -> list[Cla
     """Clauses to AND together; InvalidArgument naming the offending part and the fields allowed."""
     if not text or not text.strip():
         return []
-    clauses, pos = [], 0
+    clauses: list[Clause] = []
+    pos = listed = tags = 0
     while True:
+        if len(clauses) == MAX_CONDITIONS:
+            raise InvalidArgument(
+                f"A filter holds at most {MAX_CONDITIONS} conditions; list the values of one field with IN, "
+                "e.g. name IN ('a', 'b'), or split the search."
+            )
         match = _CLAUSE.match(text, pos)
         if not match:
             raise InvalidArgument(
@@ -60,6 +67,11 @@ def parse_registry_filter(text: str | None, fields: tuple[str, ...]) -> list[Cla
                     raise InvalidArgument(f"Cannot read the list {raw!r}: write ('a', 'b').")
                 items.append(_literal(item[1]))
                 at = item.end()
+            listed += len(items)
+            if listed > MAX_LISTED_VALUES:
+                raise InvalidArgument(
+                    f"A filter's IN lists hold at most {MAX_LISTED_VALUES:,} values; split the search."
+                )
             value: str | list[str] = items
         elif op in ("IN", "NOT IN"):
             raise InvalidArgument(f"{op} needs a list of values in parentheses, e.g. ('a', 'b').")
@@ -68,6 +80,9 @@ def parse_registry_filter(text: str | None, fields: tuple[str, ...]) -> list[Cla
         if subject.lower().startswith(("tag.", "tags.")):
             key = subject.split(".", 1)[1].strip('`"')
             clauses.append(Clause("", op, value, tag=key))
+            tags += 1
+            if tags > MAX_SUBQUERY_CONDITIONS:
+                raise InvalidArgument(f"A filter holds at most {MAX_SUBQUERY_CONDITIONS} conditions on tags.")
         elif subject.lower() in fields:
             clauses.append(Clause(subject.lower(), op, value))
         else:

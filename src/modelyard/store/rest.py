@@ -1,7 +1,7 @@
 """The tracking store over HTTP: the same `TrackingStore` interface, served by `modelyard server`.
 
 One pooled keep-alive connection set per store; connection errors, timeouts and 503s are retried with
-exponential backoff, and what still fails raises `Unavailable`, which the buffered writer spools.
+exponential backoff, and what still fails raises `Unavailable`: the buffered writer keeps those points in its journal.
 
 Logging (`log_batch`, which every `log_metric` ends in) is the one call a training loop makes over and over:
 on a plain `http://` server with no proxy configured, it goes over `HotLane`'s keep-alive sockets
@@ -29,6 +29,7 @@ from pydantic_core import PydanticSerializationError
 from modelyard import config
 from modelyard.errors import InvalidArgument, Unavailable, error_for_code
 from modelyard.schemas import (
+    BatchSequence,
     DatasetInput,
     Experiment,
     Metric,
@@ -254,9 +255,14 @@ class RestStore(TrackingStore):
         return RunInfo.model_validate(self._call("PATCH", f"/runs/{_run(run_id)}", body))
 
     def end_run(
-        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+        self,
+        run_id: str,
+        status: RunStatus,
+        end_time: int | None = None,
+        metrics: Sequence[Metric] = (),
+        sequence: BatchSequence | None = None,
     ) -> RunInfo:
-        body = _make(EndRun, status=status, end_time=end_time, metrics=list(metrics))
+        body = _make(EndRun, status=status, end_time=end_time, metrics=list(metrics), sequence=sequence)
         return RunInfo.model_validate(self._call("POST", f"/runs/{_run(run_id)}/end", body))
 
     def delete_run(self, run_id: str) -> None:
@@ -279,8 +285,9 @@ class RestStore(TrackingStore):
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
+        sequence: BatchSequence | None = None,
     ) -> None:
-        body = _make(LogBatch, metrics=list(metrics), params=list(params), tags=list(tags))
+        body = _make(LogBatch, metrics=list(metrics), params=list(params), tags=list(tags), sequence=sequence)
         self._call("POST", f"/runs/{_run(run_id)}/log-batch", body, hot=True)
 
     def delete_tag(self, run_id: str, key: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from urllib.parse import urlsplit
 
@@ -57,17 +56,19 @@ def validate_tag_value(key: str, value: str) -> str:
 
 
 def validate_metric_value(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # type: ignore[arg-type]  # numpy scalars, 0-d tensors
-        except (TypeError, ValueError):
-            raise InvalidArgument(
-                f"Metric {key!r} must be a number, got {type(value).__name__} {value!r}."
-            ) from None
-    value = float(value)
-    if math.isnan(value) or math.isinf(value) or -1.8e308 < value < 1.8e308:
-        return value
-    raise InvalidArgument(f"Metric {key!r} value {value!r} is not a valid float.")  # pragma: no cover
+    """The value as a float. NaN and infinities are values; a number past the float range (the integer
+    10**400) is an error, not infinity."""
+    try:
+        return float(value)  # type: ignore[arg-type]  # ints, numpy scalars, 0-d tensors
+    except OverflowError:
+        raise InvalidArgument(
+            f"Metric {key!r} is a number past the float range (about ±1.8e308), which a metric cannot hold; "
+            "scale it down (or log float('inf') if infinity is meant)."
+        ) from None
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"Metric {key!r} must be a number, got {type(value).__name__} {value!r}."
+        ) from None
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelyard import config
 from modelyard.errors import InvalidArgument, InvalidState, NotFound
 from modelyard.schemas import (
+    BatchSequence,
     DatasetInput,
     Experiment,
     Metric,
@@ -39,6 +41,12 @@ if TYPE_CHECKING:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _journal_folder(tracking_uri: str) -> Path:
+    """The buffered writer's journals for one store: a folder per tracking URI, so that a process replays
+    only points that belong to the store it talks to."""
+    return config.home() / "journal" / hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
 
 
 class Client:
@@ -72,12 +80,12 @@ class Client:
                     from modelyard.tracking.writer import BufferedWriter
 
                     self._writer = BufferedWriter(
-                        self._store_batch, config.home() / "spool", config.get("flush_interval")
+                        self._store_batch, _journal_folder(self.tracking_uri), config.get("flush_interval")
                     )
         return self._writer
 
-    def _store_batch(self, run_id: str, metrics: Sequence[Metric]) -> None:
-        self.store.log_batch(run_id, metrics=metrics)
+    def _store_batch(self, run_id: str, metrics: Sequence[Metric], sequence: BatchSequence) -> None:
+        self.store.log_batch(run_id, metrics=metrics, sequence=sequence)
 
     # experiments -----------------------------------------------------------------------------------------
     def create_experiment(
@@ -209,18 +217,14 @@ class Client:
     def set_terminated(
         self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, end_time: int | None = None
     ) -> RunInfo:
-        """Store the run's buffered metrics and mark it ended, in one transaction."""
-        writer = self._writer
-        if writer is None:
-            return self.store.end_run(run_id, RunStatus(status), end_time)
-        if writer.has_spool(run_id):
-            writer.flush()  # replays what the store missed earlier
-        points = writer.take(run_id)
-        try:
-            return self.store.end_run(run_id, RunStatus(status), end_time, metrics=points)
-        except Exception:
-            writer.give_back(run_id, points)  # stored (or spooled) by the next flush, never dropped
-            raise
+        """Store the run's buffered metrics (and those a killed process left) and mark it ended; its last
+        points are stored in the same transaction as its end."""
+        return self.writer.finish(
+            run_id,
+            lambda points, sequence: self.store.end_run(
+                run_id, RunStatus(status), end_time, metrics=points, sequence=sequence
+            ),
+        )
 
     def delete_run(self, run_id: str) -> None:
         self.store.delete_run(run_id)
@@ -341,8 +345,9 @@ class Client:
         return self.store.get_metric_history(run_id, key)
 
     def flush(self) -> bool:
-        """Wait until every buffered point is stored. False if some were spooled because the store is down."""
-        return self._writer.flush() if self._writer is not None else True
+        """Wait until every buffered point is stored, and those that earlier processes left unstored (killed,
+        or ended while the store was down). False if some could not be stored: they wait on disk."""
+        return self.writer.flush()
 
     # datasets --------------------------------------------------------------------------------------------
     def log_dataset(

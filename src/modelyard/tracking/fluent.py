@@ -251,8 +251,9 @@ def log_dataset(
 
 
 def flush() -> bool:
-    """Wait until every buffered metric point is stored."""
-    return get_client().flush() if _client is not None else True
+    """Wait until every buffered metric point is stored, with those that earlier processes left unstored
+    (killed, or ended while the store was down). False if some could not be stored: they wait on disk."""
+    return get_client().flush()
 
 
 def search_runs(
@@ -271,11 +272,10 @@ def search_runs(
 
 @atexit.register
 def _end_open_runs() -> None:
-    """A script that exits with runs still open ends them as FINISHED and stores every buffered point."""
+    """A script that exits with runs still open ends them as FINISHED (the writer's own exit hook stores
+    every buffered point)."""
     try:
         while _active:
             end_run(RunStatus.FINISHED)
-        if _client is not None and _client._writer is not None:
-            _client._writer.close()
     except Exception:  # never fail interpreter shutdown
         pass

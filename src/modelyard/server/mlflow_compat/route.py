@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
+import pydantic_core
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 
@@ -158,16 +159,26 @@ class Params:
         return Params(value)
 
     def number(self, name: str) -> float:
-        """A required double; "NaN", "Infinity" and "-Infinity" are the JSON spellings of the specials."""
+        """A required double; "NaN", "Infinity" and "-Infinity" are the JSON spellings of the specials. A
+        JSON number must be finite, as MLflow's own server (protobuf) wants it: one past the float range
+        (1e400) is an error, not infinity, and so are the bare NaN/Infinity tokens a lenient parser reads."""
         value = self.raw(name)
         if value is None:
             raise InvalidArgument(f"Missing value for required parameter {name!r}.")
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise InvalidArgument(f"Parameter {name!r} must be a number, got {value!r}.")
         try:
-            return float(value)
-        except (ValueError, OverflowError):  # OverflowError: an integer past the float range
+            number = float(value)
+        except ValueError:
             raise InvalidArgument(f"Parameter {name!r} must be a number, got {value!r}.") from None
+        except OverflowError:  # an integer past the float range
+            number = math.inf
+        if math.isfinite(number) or isinstance(value, str):
+            return number
+        raise InvalidArgument(
+            f"Parameter {name!r} is a number past the float range (about ±1.8e308) or a bare NaN/Infinity: "
+            'send a value within the range, or NaN and infinities as the strings "NaN", "Infinity", "-Infinity".'
+        )
 
     def enum(self, name: str, names: tuple[str, ...], default: str) -> str:
         """A proto enum field, sent by name (or by its number, 1-based in MLflow's protos)."""
@@ -224,17 +235,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _check_text(fields: dict[str, Any]) -> None:
-    """Refuse NUL (PostgreSQL's text cannot hold it) and lone UTF-16 surrogates (not encodable as UTF-8),
-    here for every backend alike, instead of a 500 from the database driver."""
-    for text in _strings(fields):
-        if "\0" in text:
-            raise InvalidArgument("The request body holds a NUL character (\\u0000) in a string.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgument(
-                "The request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)."
-            ) from None
+    """Refuse NUL (PostgreSQL's text cannot hold it) here for every backend alike, instead of a 500 from the
+    database driver. (Lone UTF-16 surrogates, which UTF-8 cannot encode, the JSON parser refuses.)"""
+    if any("\0" in text for text in _strings(fields)):
+        raise InvalidArgument("The request body holds a NUL character (\\u0000) in a string.")
 
 
 async def read_params(request: Request) -> Params:
@@ -249,14 +253,13 @@ async def read_params(request: Request) -> Params:
     body = await request.body()
     if not body.strip():
         return Params({})
-    try:
-        fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # the parser of /api/v1's bodies (pydantic's): its nesting limit makes a deep body a clear 400
+        fields = pydantic_core.from_json(body)
+    except ValueError as exc:
         raise InvalidArgument(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(fields, dict):
         raise InvalidArgument("The request body must be a JSON object.")
-    lowered = body.lower()
-    if b"\\u0000" in lowered or b"\\ud" in lowered:  # escapes that may decode to text no database stores
+    if b"\\u0000" in body:  # an escape that decodes to text no database stores
         _check_text(fields)
     return Params(fields)
 

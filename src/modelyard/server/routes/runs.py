@@ -92,9 +92,14 @@ def update_run(run_id: str, body: UpdateRun, s: Store) -> Response:
     return reply(s.update_run(run_id, body.status, body.end_time, body.run_name, body.description))
 
 
-@router.post("/{run_id}/end", response_model=RunInfo)
-def end_run(run_id: str, body: EndRun, s: Store) -> Response:
-    return reply(s.end_run(run_id, body.status, body.end_time, body.metrics))
+@router.post("/{run_id}/end", response_model=RunInfo, openapi_extra=body_spec(EndRun))
+async def end_run(run_id: str, request: Request) -> Response:
+    """The body parsed from its bytes, as log-batch's is: its metrics follow the same JSON rules."""
+    body = parse_body(EndRun, await request.body())
+    end = store(request).end_run
+    return reply(
+        await run_in_threadpool(end, run_id, body.status, body.end_time, body.metrics, body.sequence)
+    )
 
 
 @router.post("/{run_id}/log-batch", openapi_extra=body_spec(LogBatch))
@@ -111,7 +116,7 @@ async def log_batch(run_id: str, request: Request) -> Response:
         log_batch_here(s, run_id, raw)
     else:
         body = parse_body(LogBatch, raw)
-        await run_in_threadpool(s.log_batch, run_id, body.metrics, body.params, body.tags)
+        await run_in_threadpool(s.log_batch, run_id, body.metrics, body.params, body.tags, body.sequence)
     return Response(EMPTY, media_type="application/json")
 
 
@@ -119,7 +124,7 @@ def log_batch_here(s: TrackingStore, run_id: str, raw: bytes) -> None:
     """Parse a log-batch body and store it in this thread (a store whose writes are local)."""
     with _gc_paused():
         body = parse_body(LogBatch, raw)
-        s.log_batch(run_id, body.metrics, body.params, body.tags)
+        s.log_batch(run_id, body.metrics, body.params, body.tags, body.sequence)
         del body  # freed here, before the collector runs again
 
 

@@ -27,6 +27,7 @@ _ATTRIBUTE_COLUMNS = {
     "description": runs.c.description,
 }
 _KEYED_TABLES = {"metric": latest_metrics, "param": params, "tag": tags}
+MAX_KEYS = 50  # keys a search may filter or sort by: one join each, and SQLite joins at most 64 tables
 USER_TAG = "modelyard.user"
 DEFAULT_ORDER = (OrderBy(Identifier("attribute", "start_time"), descending=True),)
 
@@ -78,6 +79,11 @@ class _Compiler:
 
     def keyed(self, kind: str, key: str) -> FromClause:
         if (kind, key) not in self.joins:
+            if len(self.joins) == MAX_KEYS:
+                raise InvalidArgument(
+                    f"A search filters and sorts by at most {MAX_KEYS} different metric, param and tag keys; "
+                    "split the search."
+                )
             alias = _KEYED_TABLES[kind].alias(f"{kind}_{len(self.joins)}")
             self.joins[(kind, key)] = (alias, (kind, key) in self.required)
         return self.joins[(kind, key)][0]

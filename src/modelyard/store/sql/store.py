@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from modelyard import config
 from modelyard.errors import AlreadyExists, Conflict, InvalidArgument, InvalidState, NotFound, Unavailable
 from modelyard.schemas import (
+    BatchSequence,
     Dataset,
     DatasetInput,
     Experiment,
@@ -42,6 +43,7 @@ from modelyard.store.sql.tables import (
     experiment_tags,
     experiments,
     latest_metrics,
+    metric_sequences,
     metrics,
     params,
     permissions,
@@ -180,6 +182,24 @@ class SqlTrackingStore(TrackingStore):
             .returning(*runs.c)
         )
         self._insert_runs, self._insert_params = runs.insert(), params.insert()  # metrics: see _write_metrics
+        seq = metric_sequences.c
+        self._insert_sequence = (
+            self._upsert(metric_sequences)
+            .values(writer_id=bindparam("wid"), run_uuid=bindparam("rid"), last_seq=bindparam("last"))
+            .on_conflict_do_nothing()
+            .returning(seq.last_seq)
+        )
+        # FOR UPDATE (PostgreSQL; SQLite writes one at a time anyway): two sends of one batch take turns.
+        self._select_sequence = (
+            select(seq.last_seq)
+            .where(seq.writer_id == bindparam("wid"), seq.run_uuid == bindparam("rid"))
+            .with_for_update()
+        )
+        self._update_sequence = (
+            update(metric_sequences)
+            .where(seq.writer_id == bindparam("wid"), seq.run_uuid == bindparam("rid"))
+            .values(last_seq=bindparam("last"))
+        )
 
     def __repr__(self) -> str:
         return f"SqlTrackingStore({redact(self.uri)!r})"
@@ -588,7 +608,12 @@ class SqlTrackingStore(TrackingStore):
         return self._info(row)
 
     def end_run(
-        self, run_id: str, status: RunStatus, end_time: int | None = None, metrics: Sequence[Metric] = ()
+        self,
+        run_id: str,
+        status: RunStatus,
+        end_time: int | None = None,
+        metrics: Sequence[Metric] = (),
+        sequence: BatchSequence | None = None,
     ) -> RunInfo:
         status = RunStatus(status)
         if not status.is_terminal:
@@ -602,6 +627,8 @@ class SqlTrackingStore(TrackingStore):
             row = self._update_run_row(conn, v.validate_run_id(run_id), changes)
             if row is None:
                 self._active_run(conn, run_id)  # raises NotFound / InvalidState
+            if sequence is not None:
+                metrics = self._not_yet_stored(conn, run_id, metrics, sequence)
             if metrics:
                 self._write_metrics(conn, run_id, metrics)
         return self._info(row)
@@ -692,11 +719,34 @@ class SqlTrackingStore(TrackingStore):
         metrics: Sequence[Metric] = (),
         params: Sequence[Param] = (),
         tags: Sequence[RunTag] = (),
+        sequence: BatchSequence | None = None,
     ) -> None:
         self._validate(metrics, params, tags)
         with self._fast_tx() as conn:
             self._active_run(conn, run_id)
+            if sequence is not None:
+                metrics = self._not_yet_stored(conn, run_id, metrics, sequence)
             self._write_batch(conn, run_id, metrics, params, tags)
+
+    def _not_yet_stored(
+        self, conn: AnyConnection, run_id: str, metric_rows: Sequence[Metric], sequence: BatchSequence
+    ) -> Sequence[Metric]:
+        """The points of a numbered batch that this store does not have yet; records the batch as stored.
+        Two statements: the writer's number for the run is read (and locked), then raised; or, for the
+        writer's first batch to the run, inserted (when a concurrent send inserted it first, read again)."""
+        if not metric_rows:
+            return metric_rows
+        key = {"wid": sequence.writer_id, "rid": run_id, "last": sequence.first_seq + len(metric_rows) - 1}
+        select_sql = self._raw.compile(self._select_sequence)
+        found = self._raw.fetch_tuples(conn, select_sql, key)
+        if not found:
+            if self._raw.fetch_tuples(conn, self._raw.compile(self._insert_sequence), key):
+                return metric_rows  # the writer's first batch to this run
+            found = self._raw.fetch_tuples(conn, select_sql, key)  # a concurrent send inserted it first
+        last = found[0][0]
+        if key["last"] > last:
+            self._raw.fetch(conn, self._raw.compile(self._update_sequence), key)
+        return metric_rows[max(0, last - sequence.first_seq + 1) :]
 
     def _write_batch(
         self,

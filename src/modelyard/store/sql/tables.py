@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = "0007"
+SCHEMA_VERSION = "0008"
 
 metadata = MetaData()
 
@@ -118,6 +118,15 @@ latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Float(precision=53)),
+)
+
+# The last point each buffered writer stored per run (see schemas.BatchSequence): a re-sent batch is skipped.
+metric_sequences = Table(
+    "metric_sequences",
+    metadata,
+    Column("writer_id", String(32), primary_key=True),
+    Column("run_uuid", String(32), ForeignKey("runs.run_uuid", ondelete="CASCADE"), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
 )
 
 datasets = Table(
