@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.s3_server", "tests.postgres"]
+pytest_plugins = ["tests.s3_server", "tests.gcs_server", "tests.postgres"]
 
 
 @pytest.fixture(autouse=True)

@@ -45,13 +45,27 @@ SETTINGS: dict[str, Setting] = {
             "artifact_uri",
             str,
             lambda: (_home() / "artifacts").as_uri(),
-            "Root for new experiments' artifacts: a folder, file:///..., or s3://bucket/prefix.",
+            "Root for new experiments' artifacts: a folder, file:///..., s3://bucket/prefix or gs://bucket/prefix.",
         ),
         Setting(
             "s3_endpoint_url",
             str,
             lambda: os.environ.get("AWS_ENDPOINT_URL") or None,
             "S3 endpoint for MinIO/SeaweedFS (falls back to AWS_ENDPOINT_URL).",
+        ),
+        Setting(
+            "gcs_endpoint_url",
+            str,
+            lambda: os.environ.get("STORAGE_EMULATOR_HOST") or None,
+            "GCS endpoint for an emulator such as fake-gcs-server (falls back to STORAGE_EMULATOR_HOST).",
+        ),
+        Setting(
+            "gcs_token",
+            str,
+            lambda: None,
+            "GCS credentials: google_default (Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS, "
+            "gcloud auth application-default login, the metadata server), anon, or a service-account JSON "
+            "file. Default: anon when an endpoint is set, else google_default.",
         ),
         Setting("token", str, lambda: None, "API token sent to a Modelyard server."),
         Setting(

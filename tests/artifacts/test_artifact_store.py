@@ -1,4 +1,5 @@
-"""One contract suite for every artifact store backend: a local folder and S3 (a real SeaweedFS server).
+"""One contract suite for every artifact store backend: a local folder, S3 (a real SeaweedFS server) and
+GCS (a real fake-gcs-server emulator).
 
 Plus the pieces around the stores: backend choice by URI scheme, `join_uri`, the progress helper,
 bounded memory for big transfers, and a light `import modelyard.artifacts`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import socket
 import subprocess
 import sys
 import tracemalloc
@@ -16,22 +18,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+from gcsfs.retry import HttpError
 
 from modelyard.artifacts import ArtifactStore, artifact_store_for, join_uri, normalize_artifact_path
 from modelyard.artifacts.local import LocalArtifactStore
 from modelyard.artifacts.progress import TransferProgress
-from modelyard.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from modelyard.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from modelyard.schemas.artifacts import FileInfo
+from tests.gcs_server import GCSServer, clear_gcs_env
 from tests.s3_server import S3Server
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 RUN_ROOT = "0/run1/artifacts"  # where the store under test lives inside its container (folder or bucket)
-BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3)]
+BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs)]
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "local":
         return Backend("local", (tmp_path / "container").as_uri())
+    if request.param == "gcs":
+        return Backend("gcs", request.getfixturevalue("gcs_bucket"))
     return Backend("s3", request.getfixturevalue("s3_bucket"))
 
 
@@ -461,8 +469,6 @@ def test_s3_wrong_secret_is_permission_denied(s3_bucket: str, monkeypatch: pytes
 
 
 def test_s3_unreachable_endpoint_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -473,6 +479,108 @@ def test_s3_unreachable_endpoint_is_unavailable(monkeypatch: pytest.MonkeyPatch)
         artifact_store_for("s3://some-bucket/p").list()
     assert f"127.0.0.1:{port}" in err.value.message
     assert "some-bucket" in err.value.message
+
+
+# -- GCS: settings, credentials, errors, what lands in the bucket ------------------------------------------
+
+
+@pytest.mark.gcs
+def test_gcs_objects_are_named_prefix_slash_path(gcs_server: GCSServer, gcs_bucket: str) -> None:
+    """Checked through the emulator's own JSON API, not through the store under test."""
+    store = artifact_store_for(f"{gcs_bucket}/team/runs/r1")
+    store.put_bytes(b"w", "model/weights ü.bin")
+    store.put_bytes(b"m", "MLmodel")
+    bucket = gcs_bucket.removeprefix("gs://")
+    assert gcs_server.object_names(bucket) == ["team/runs/r1/MLmodel", "team/runs/r1/model/weights ü.bin"]
+
+
+@pytest.mark.gcs
+def test_gcs_delete_removes_folder_markers(gcs_server: GCSServer, gcs_bucket: str) -> None:
+    """A console-made "folder/" object is no file in listings, and deleting the folder removes it too."""
+    bucket = gcs_bucket.removeprefix("gs://")
+    store = artifact_store_for(f"{gcs_bucket}/p")
+    store.put_bytes(b"x", "a/b/x.txt")
+    for marker in ("p/a/", "p/a/b/", "p/keep/"):
+        httpx.post(
+            f"{gcs_server.endpoint_url}/upload/storage/v1/b/{bucket}/o",
+            params={"uploadType": "media", "name": marker},
+            content=b"",
+        ).raise_for_status()
+    assert store.list_recursive() == [_file("a/b/x.txt", 1)]
+    store.delete("a")
+    assert gcs_server.object_names(bucket) == ["p/keep/"]
+    assert store.list() == [_dir("keep")]
+
+
+def test_gcs_settings_endpoint_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcsfs.core
+
+    from modelyard.artifacts.gcs import GCSArtifactStore
+
+    clear_gcs_env(monkeypatch)
+    store = artifact_store_for("gs://bucket/some/prefix")
+    assert isinstance(store, GCSArtifactStore)
+    assert (store.bucket, store.prefix, store.endpoint_url, store.token) == (
+        "bucket",
+        "some/prefix",
+        None,
+        "google_default",  # Application Default Credentials on real GCS
+    )
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")  # the emulators' convention: no scheme
+    store = artifact_store_for("gs://bucket")
+    assert (store.endpoint_url, store.token) == ("http://localhost:4443", "anon")
+    monkeypatch.setenv("MODELYARD_GCS_ENDPOINT_URL", "https://gcs.internal:8443/")
+    monkeypatch.setenv("MODELYARD_GCS_TOKEN", "/secrets/sa.json")
+    store = artifact_store_for("gs://bucket")
+    assert (store.endpoint_url, store.token) == ("https://gcs.internal:8443", "/secrets/sa.json")
+    monkeypatch.setenv("MODELYARD_GCS_TOKEN", "anon")
+    fs = artifact_store_for("gs://bucket")._fs  # type: ignore[attr-defined]
+    assert type(fs) is gcsfs.core.GCSFileSystem  # not the gRPC-probing ExtendedGcsFileSystem
+    assert fs._location == "https://gcs.internal:8443"
+
+
+def test_gcs_without_credentials_is_unauthenticated(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_gcs_env(monkeypatch)
+    store = artifact_store_for("gs://some-bucket/p")  # no error yet: credentials are looked up on first use
+    with pytest.raises(Unauthenticated, match="GOOGLE_APPLICATION_CREDENTIALS") as err:
+        store.list()
+    assert "gs://some-bucket/p" in err.value.message
+
+
+def test_gcs_unreachable_endpoint_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcsfs.retry
+
+    async def no_wait(seconds: float) -> None:  # gcsfs retries 6 times over ~30 s: skip the waiting
+        pass
+
+    monkeypatch.setattr(gcsfs.retry, "asyncio", SimpleNamespace(sleep=no_wait))
+    clear_gcs_env(monkeypatch)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MODELYARD_GCS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(Unavailable) as err:
+        artifact_store_for("gs://some-bucket/p").list()
+    assert f"127.0.0.1:{port}" in err.value.message
+    assert "some-bucket" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OSError("Forbidden: b/bucket/o/x\nno storage.objects.create"), PermissionDenied),
+        (HttpError({"code": 401, "message": "Invalid Credentials"}), Unauthenticated),
+        (HttpError({"code": 503, "message": "Backend Error"}), Unavailable),
+        (FileNotFoundError("b/bucket/o/x"), NotFound),
+    ],
+)
+def test_gcs_errors_from_gcsfs_become_modelyard_errors(error: Exception, expected: type[Exception]) -> None:
+    """What gcsfs raises for answers the emulator never gives (it checks no credentials)."""
+    store = artifact_store_for("gs://bucket/p")
+    with pytest.raises(expected, match="gs://bucket/p/x"), store._errors("x"):  # type: ignore[attr-defined]
+        raise error
+    with pytest.raises(KeyError), store._errors("x"):  # type: ignore[attr-defined]
+        raise KeyError("not a storage error: passed on as it is")
 
 
 # -- choosing a backend, URIs, paths ------------------------------------------------------------------------
@@ -491,6 +599,12 @@ def test_scheme_dispatch(tmp_path: Path) -> None:
     s3 = artifact_store_for("s3://bucket/some/prefix")
     assert isinstance(s3, S3ArtifactStore)
     assert (s3.bucket, s3.prefix) == ("bucket", "some/prefix")
+    from modelyard.artifacts.gcs import GCSArtifactStore
+
+    assert isinstance(artifact_store_for("gs://bucket/p"), GCSArtifactStore)
+    assert isinstance(artifact_store_for("GS://bucket/p"), GCSArtifactStore)
+    with pytest.raises(InvalidArgument, match="gs://bucket/prefix"):
+        artifact_store_for("gs:///no-bucket")
 
 
 def test_unknown_scheme_lists_supported_ones() -> None:
@@ -499,6 +613,7 @@ def test_unknown_scheme_lists_supported_ones() -> None:
     assert "'ftp'" in err.value.message
     assert "file://" in err.value.message
     assert "s3://" in err.value.message
+    assert "gs://" in err.value.message
 
 
 def test_entry_point_adds_a_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -524,6 +639,7 @@ def test_join_uri() -> None:
     assert join_uri("file:///", "x") == "file:///x"
     assert join_uri("s3://bucket", "0", "run") == "s3://bucket/0/run"
     assert join_uri("s3://bucket/prefix/", "a b") == "s3://bucket/prefix/a b"
+    assert join_uri("gs://bucket/prefix/", "0", "a b") == "gs://bucket/prefix/0/a b"
     assert join_uri("/srv/art", "0", "run") == str(Path("/srv/art", "0", "run"))
     assert join_uri("s3://bucket/p") == "s3://bucket/p"
     with pytest.raises(InvalidArgument):
@@ -582,10 +698,11 @@ def test_names_and_paths_too_long_for_a_file_system_or_s3_are_refused(
     assert [f.path for f in store.list_recursive()] == ["a" * 255 + "/" + "é" * 127]
 
 
-def test_an_s3_key_is_checked_with_its_prefix() -> None:
-    """A path within the limits can still make a key over S3's 1,024 bytes under a long root prefix: refused
-    before any request (no S3 server needed)."""
-    store = artifact_store_for("s3://bucket/" + "p" * 100)
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_an_object_key_is_checked_with_its_prefix(scheme: str) -> None:
+    """A path within the limits can still make a key over 1,024 bytes (S3's and GCS's limit) under a long
+    root prefix: refused before any request (no server needed)."""
+    store = artifact_store_for(f"{scheme}://bucket/" + "p" * 100)
     path = "/".join(["d" * 200] * 5)  # 1,004 bytes: a valid artifact path
     assert normalize_artifact_path(path) == path
     with pytest.raises(InvalidArgument, match="1105 bytes long"):
@@ -595,7 +712,7 @@ def test_an_s3_key_is_checked_with_its_prefix() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, modelyard.artifacts; "
-        "heavy = [m for m in ('s3fs', 'fsspec', 'rich', 'botocore') if m in sys.modules]; "
+        "heavy = [m for m in ('s3fs', 'gcsfs', 'fsspec', 'rich', 'botocore') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

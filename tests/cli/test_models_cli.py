@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,28 @@ def test_register_gate_promote_alias_and_lineage(runs: list[str]) -> None:
     recipe = run("runs", "reproduce", runs[1]).stdout
     assert "lr" in recipe and "Run:" in recipe and "digest" in recipe
     assert json.loads(run("runs", "reproduce", runs[1], "--json").stdout)["params"] == {"lr": "0.1"}
+
+
+def test_show_gives_key_metrics_and_a_short_rollout_history(runs: list[str]) -> None:
+    from modelyard.registry.client import RegistryClient
+
+    for run_id in runs[:2]:
+        run("models", "register", f"runs:/{run_id}/model", "churn")
+    registry = RegistryClient()
+    steps = {  # what `modelyard rollout` records on the candidate (serving/rollout.py)
+        "rollout.state": "promoted to Production; version 1 drained",
+        "rollout.step.0": "10%: 30 s, 1,234 requests, errors 0%, p99 12.3 ms -> next",
+        "rollout.step.1": "100%: 30 s, 9,876 requests, errors 0%, p99 11.0 ms -> done",
+    }
+    for key, value in steps.items():
+        registry.set_model_version_tag("churn", 2, key, value)
+    shown = run("models", "show", "churn").stdout
+    assert "rollout.step" not in shown and "p99" not in shown  # one short line per step, not the raw tags
+    assert "promoted to Production" in shown
+    assert "10%: 30 s, 1,234 requests, errors 0% -> next" in shown
+    assert "100%: 30 s, 9,876 requests, errors 0% -> done" in shown
+    assert "accuracy=0.91" in shown and "accuracy=0.95" in shown  # each version's metric, from its run
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d \S+", shown)  # times with their date and zone
 
 
 def test_deleting_needs_force_while_something_points_at_it(runs: list[str]) -> None:

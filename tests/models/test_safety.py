@@ -19,7 +19,7 @@ from sklearn.linear_model import LinearRegression  # noqa: E402
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
     model = LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0))
-    save_model(model, tmp_path / "m")
+    save_model(model, tmp_path / "m", serialization="pickle")  # the default, skops, loads without warning
     safety.forget_written()  # load as another process would
     return tmp_path / "m"
 
@@ -56,7 +56,7 @@ def test_env_prefix_matches_whole_folders_only(saved, monkeypatch):
 
 def test_runs_uri_prefix(run, monkeypatch):
     model = LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0))
-    info = log_model(model, "model")
+    info = log_model(model, "model", serialization="pickle")
     safety.forget_written()
     monkeypatch.setenv(safety.ENV_TRUSTED_SOURCES, f"runs:/{run.run_id}/")
     with warnings.catch_warnings():
@@ -66,12 +66,14 @@ def test_runs_uri_prefix(run, monkeypatch):
 
 def test_files_written_by_this_process_are_trusted_until_changed(tmp_path):
     model = LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0))
-    save_model(model, tmp_path / "m")
+    save_model(model, tmp_path / "m", serialization="pickle")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnsafeModelWarning)
         load_model(tmp_path / "m")
     other = LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0) * 2)
-    save_model(other, tmp_path / "other", trusted=False)  # not remembered: its bytes are new
+    save_model(
+        other, tmp_path / "other", trusted=False, serialization="pickle"
+    )  # not remembered: its bytes are new
     (tmp_path / "m" / "model.pkl").write_bytes((tmp_path / "other" / "model.pkl").read_bytes())
     with pytest.warns(UnsafeModelWarning):
         load_model(tmp_path / "m")

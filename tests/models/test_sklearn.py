@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,14 +13,23 @@ import yaml
 
 import modelyard as my
 from modelyard.errors import AlreadyExists, InvalidArgument, InvalidState
-from modelyard.models import ModelInfo, load_input_example, load_model, load_predictor, log_model, save_model
+from modelyard.models import (
+    ModelInfo,
+    UnsafeModelWarning,
+    load_input_example,
+    load_model,
+    load_predictor,
+    log_model,
+    safety,
+    save_model,
+)
 
 sklearn = pytest.importorskip(
     "sklearn", reason="scikit-learn is not installed (pip install 'modelyard[sklearn]')"
 )
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E402
 
 
 @pytest.fixture
@@ -39,7 +50,7 @@ def test_log_model_writes_model_folder_and_info(run, clf, table):
     names = {p.path for p in run.client.list_artifacts(run.run_id, "model")}
     assert names == {
         "model/model.yaml",
-        "model/model.pkl",
+        "model/model.skops",
         "model/requirements.txt",
         "model/input_example.json",
     }
@@ -48,7 +59,8 @@ def test_log_model_writes_model_folder_and_info(run, clf, table):
     config = yaml.safe_load((folder / "model.yaml").read_text())
     assert config["format_version"] == 1
     assert config["flavors"]["sklearn"]["loader"] == "modelyard.models.flavors.sklearn:SklearnFlavor"
-    assert config["flavors"]["sklearn"]["files"] == ["model.pkl"]
+    assert config["flavors"]["sklearn"]["files"] == ["model.skops"]
+    assert config["flavors"]["sklearn"]["serialization"] == "skops"
     assert config["run_id"] == run.run_id
     assert config["metadata"] == {"team": "risk"}
     assert config["modelyard_version"] == my.__version__
@@ -69,6 +81,81 @@ def test_round_trip_every_serialization(run, clf, table, serialization):
     assert type(loaded) is type(clf)
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
     np.testing.assert_array_equal(load_predictor(info.model_uri).predict(X), clf.predict(X))
+
+
+def test_default_is_skops_and_loads_elsewhere_without_a_warning(tmp_path, clf, table):
+    X, _ = table
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = save_model(clf, tmp_path / "m")
+    assert config.flavors["sklearn"]["serialization"] == "skops"
+    assert config.flavors["sklearn"]["files"] == ["model.skops"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "model.skops",
+        "model.yaml",
+        "requirements.txt",
+    ]
+    assert "skops" in {r.split("==")[0] for r in config.requirements}
+    safety.forget_written()  # load as another process would
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_model(tmp_path / "m").predict(X), clf.predict(X))
+
+
+class Doubler(sklearn.base.BaseEstimator, sklearn.base.TransformerMixin):
+    """A class of the user's own: outside skops' safe set."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X * 2
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda: make_pipeline(Doubler(), LogisticRegression()), r"outside skops' safe set \(.*Doubler\)"),
+        (lambda: make_pipeline(FunctionTransformer(lambda x: x), LogisticRegression()), r"<lambda>"),
+    ],
+    ids=["own-class", "lambda"],
+)
+def test_default_falls_back_to_cloudpickle_with_a_warning_naming_it(tmp_path, table, make, why):
+    X, y = table
+    model = make().fit(X, y)
+    with pytest.warns(
+        UnsafeModelWarning, match=r"Saved the scikit-learn model with cloudpickle, not the safe skops"
+    ) as record:
+        config = save_model(model, tmp_path / "m")
+    assert re.search(why, str(record[0].message))
+    assert record[0].filename == __file__  # names the user's save call
+    assert config.flavors["sklearn"]["serialization"] == "cloudpickle"
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "model.pkl",
+        "model.yaml",
+        "requirements.txt",
+    ]
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(X), model.predict(X))
+    safety.forget_written()
+    with pytest.warns(UnsafeModelWarning, match="cloudpickled scikit-learn model"):
+        load_model(tmp_path / "m")
+
+
+def test_default_falls_back_to_pickle_without_skops(tmp_path, clf, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skops.io", None)  # import skops.io raises ImportError
+    with pytest.warns(UnsafeModelWarning, match=r"with cloudpickle.*skops is not installed"):
+        config = save_model(clf, tmp_path / "m")
+    assert config.flavors["sklearn"]["serialization"] == "cloudpickle"
+
+
+@pytest.mark.parametrize("serialization", ["cloudpickle", "pickle"])
+def test_an_explicit_pickle_format_saves_without_a_warning(tmp_path, table, serialization):
+    X, y = table
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = save_model(model, tmp_path / "m", serialization=serialization)
+    assert config.flavors["sklearn"]["serialization"] == serialization
 
 
 def test_predictor_takes_dataframes_dicts_and_arrays(run, clf, table):

@@ -137,6 +137,22 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     assert code == 0 and "Example:" in output
 
 
+def test_submit_to_a_host_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("kfp")
+    from tests.server.live import free_port
+
+    target = f"{pipeline_file(tmp_path, SOURCE)}:sums"
+    host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = CliRunner().invoke(
+        cli, ["pipelines", "compile", target, "-o", str(tmp_path / "p.yaml"), "--image", "acme/train:1",
+              "--submit", "--host", host],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"Error: Cannot reach Kubeflow Pipelines at {host}: connection refused."), line
+    assert "MaxRetryError" not in result.output and "urllib3" not in result.output
+
+
 def test_ctrl_c_cancels_running_steps_and_the_run_resumes(tmp_path: Path, modelyard_home: Path) -> None:
     release = tmp_path / "release"
     target = f"{pipeline_file(tmp_path, SOURCE)}:waiting"

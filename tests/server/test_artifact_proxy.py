@@ -1,5 +1,6 @@
-"""The artifact proxy through a real `modelyard server` process, with the artifacts on local disk and on a
-real S3 server (SeaweedFS): the client holds no cloud credentials at all, only the server does.
+"""The artifact proxy through a real `modelyard server` process, with the artifacts on local disk, on a
+real S3 server (SeaweedFS) and on a real GCS emulator (fake-gcs-server): the client holds no cloud
+credentials or endpoints at all, only the server does.
 
 Covered: the artifact store contract suite re-run against `HttpArtifactStore`, traversal refused by the
 server itself, deleted runs refusing writes, uploads in parts that resume after an interruption (also
@@ -60,6 +61,7 @@ from tests.artifacts.test_artifact_store import (  # noqa: F401  (pytest collect
     test_unicode_and_space_names,
     tree,
 )
+from tests.gcs_server import GCSServer, clear_gcs_env
 from tests.s3_server import S3Server
 from tests.server.live import LiveServer
 
@@ -89,6 +91,13 @@ class Proxy:
     artifacts_uri: str
     staging: Path
     s3: S3Server | None = None
+    gcs: GCSServer | None = None
+
+    def storage_env(self) -> dict[str, str]:
+        """What a process needs to reach the storage directly ({} for a local folder)."""
+        if self.s3 is not None:
+            return _s3_env(self.s3)
+        return self.gcs.env() if self.gcs is not None else {}
 
     def rest(self) -> RestStore:
         return RestStore(self.server.url, retries=2, backoff=0.01)
@@ -103,9 +112,11 @@ class Proxy:
 
 def _start_proxy(
     kind: str, root: Path, request: pytest.FixtureRequest
-) -> tuple[LiveServer, str, S3Server | None]:
-    """A LiveServer whose artifacts are in a folder or in a fresh bucket; only its process gets AWS_*."""
+) -> tuple[LiveServer, str, S3Server | None, GCSServer | None]:
+    """A LiveServer whose artifacts are in a folder or in a fresh bucket; only its process gets AWS_*
+    (or the GCS endpoint)."""
     s3: S3Server | None = None
+    gcs: GCSServer | None = None
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MODELYARD_SERVER_UPLOAD_DIR", str(root / "staging"))
         if kind == "s3":
@@ -115,27 +126,40 @@ def _start_proxy(
             for name, value in _s3_env(s3).items():
                 env.setenv(name, value)
             artifacts = f"s3://{bucket}/artifacts"
+        elif kind == "gcs":
+            gcs = request.getfixturevalue("gcs_server")
+            bucket = f"proxy-{uuid.uuid4().hex[:12]}"
+            gcs.create_bucket(bucket)
+            clear_gcs_env(env)
+            for name, value in gcs.env().items():
+                env.setenv(name, value)
+            artifacts = f"gs://{bucket}/artifacts"
         else:
             artifacts = str(root / "artifacts")
         # LiveServer passes its artifacts root through str(): an s3:// string must not become a Path.
         server = LiveServer(f"sqlite:///{root / 'server.db'}", artifacts).start()
-    return server, artifacts, s3
+    return server, artifacts, s3, gcs
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(
+    scope="module",
+    params=["local", pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs)],
+)
 def proxy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """One server per backend for the module; every test works in a fresh run."""
     root = tmp_path_factory.mktemp(f"proxy-{request.param}")
-    server, artifacts, s3 = _start_proxy(request.param, root, request)
+    server, artifacts, s3, gcs = _start_proxy(request.param, root, request)
     try:
-        yield Proxy(request.param, server, artifacts, root / "staging", s3)
+        yield Proxy(request.param, server, artifacts, root / "staging", s3, gcs)
     finally:
         server.stop()
 
 
 @pytest.fixture(autouse=True)
 def no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test process (the client) has no AWS credentials from any source botocore knows."""
+    """The test process (the client) has no AWS credentials from any source botocore knows, and no GCS
+    endpoint or Application Default Credentials."""
+    clear_gcs_env(monkeypatch)
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
@@ -179,8 +203,11 @@ def _random_file(path: Path, size: int) -> Path:
 
 
 def _stored_objects(proxy: Proxy, run: Run) -> list[str]:
-    """The files under the run's artifact root as the storage itself lists them (keys on S3)."""
+    """The files under the run's artifact root as the storage itself lists them (keys on S3 and GCS)."""
     uri = run.info.artifact_uri
+    if proxy.gcs is not None:
+        bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+        return [name[len(prefix) + 1 :] for name in proxy.gcs.object_names(bucket, prefix + "/")]
     if proxy.s3 is not None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         listed = proxy.s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix + "/")
@@ -198,13 +225,18 @@ def test_client_has_no_credentials_yet_reads_and_writes_through_the_server(
     import botocore.session
 
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(os.environ)
+    assert not {
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "MODELYARD_GCS_ENDPOINT_URL",
+        "STORAGE_EMULATOR_HOST",
+    } & set(os.environ)
     assert botocore.session.Session().get_credentials() is None
     store.put_bytes(b"through the proxy", "nested/deeper/note.txt")
     assert _stored_objects(proxy, run) == ["nested/deeper/note.txt"]  # really in the bucket / folder
     assert (
         store.download("nested", tmp_path).joinpath("deeper", "note.txt").read_bytes() == b"through the proxy"
     )
-    if proxy.s3 is not None:  # going to the storage directly is impossible from here
+    if proxy.kind != "local":  # going to the storage directly is impossible from here
         with pytest.raises((Unauthenticated, PermissionDenied)):
             artifact_store_for(run.info.artifact_uri).list()
 
@@ -393,7 +425,7 @@ def test_resume_resends_parts_that_differ_from_the_local_file(
 def test_upload_resumes_after_a_server_restart(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Upload sessions live only on disk: a new server process takes over the parts the old one got."""
     src = _random_file(tmp_path / "ckpt.bin", 5 * SMALL_PART)
-    server, _, _ = _start_proxy("local", tmp_path, request)
+    server, *_ = _start_proxy("local", tmp_path, request)
     try:
         run = Proxy("local", server, "", tmp_path / "staging").new_run()
         broken = Scripted(refuse=lambda r: r.url.path.endswith("/parts/3"))
@@ -401,7 +433,7 @@ def test_upload_resumes_after_a_server_restart(tmp_path: Path, request: pytest.F
             HttpArtifactStore(http, run.info.run_id, part_size=SMALL_PART, retries=0).put_file(src, "c.bin")
     finally:
         server.stop()
-    server, _, _ = _start_proxy("local", tmp_path, request)  # same database, staging folder and artifacts
+    server, *_ = _start_proxy("local", tmp_path, request)  # same database, staging folder and artifacts
     try:
         watch = Scripted()
         with _client(server, watch) as http:
@@ -557,13 +589,13 @@ def test_rest_store_gives_the_proxy_by_default_and_storage_in_direct_mode(
         monkeypatch.setenv("MODELYARD_ARTIFACTS_DIRECT", "1")
         direct = rest.artifact_store(run.info.run_id, run.info.artifact_uri)
         assert not isinstance(direct, HttpArtifactStore) and direct.root_uri == run.info.artifact_uri
-        if proxy.s3 is None:
+        if proxy.kind == "local":
             assert direct.open_read("p.txt").read() == b"via proxy"
         else:  # direct mode needs the storage's credentials, which this process lacks
             with pytest.raises((Unauthenticated, PermissionDenied)):
                 direct.open_read("p.txt")
             with pytest.MonkeyPatch.context() as env:
-                for name, value in _s3_env(proxy.s3).items():
+                for name, value in proxy.storage_env().items():
                     env.setenv(name, value)
                 with rest.artifact_store(run.info.run_id, run.info.artifact_uri).open_read("p.txt") as f:
                     assert f.read() == b"via proxy"
@@ -633,12 +665,14 @@ def _write_big(path: Path, size_mb: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.s3
+@pytest.mark.parametrize(
+    "kind", [pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs)]
+)
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
-def test_big_file_through_s3_with_bounded_memory_on_both_sides(
-    request: pytest.FixtureRequest, tmp_path: Path
+def test_big_file_through_object_storage_with_bounded_memory_on_both_sides(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    server, _, _ = _start_proxy("s3", tmp_path, request)  # a fresh server: its peak RSS is ours alone
+    server, *_ = _start_proxy(kind, tmp_path, request)  # a fresh server: its peak RSS is ours alone
     try:
         assert server.process is not None
         rest = RestStore(server.url)
@@ -661,7 +695,7 @@ def test_big_file_through_s3_with_bounded_memory_on_both_sides(
         server_growth = _peak_rss(server.process.pid) - server_before
 
         print(
-            f"\n{BIG_MB} MiB through the proxy to S3: upload {uploaded - started:.1f} s, "
+            f"\n{BIG_MB} MiB through the proxy to {kind}: upload {uploaded - started:.1f} s, "
             f"download {downloaded - uploaded:.1f} s; client heap peak upload "
             f"{upload.growth / 2**20:.1f} MiB, download {download.growth / 2**20:.1f} MiB; "
             f"server peak RSS growth {server_growth / 2**20:.1f} MiB"

@@ -138,7 +138,9 @@ def test_replicas_runs_uri_output_file_and_name(tmp_path):
     assert "9000" in container["args"] and container["ports"][0]["containerPort"] == 9000
 
 
-def test_a_model_the_pod_cannot_reach_is_refused(iris):
+def test_a_laptop_dry_run_prints_the_manifest_and_what_a_cluster_needs(iris):
+    """The README's `--dry-run` on the default local store: the manifest, and a warning (not an error) that a
+    pod cannot load the model from this store; `--apply` refuses it."""
     import modelyard as my
     from modelyard.models import log_model
 
@@ -146,8 +148,31 @@ def test_a_model_the_pod_cannot_reach_is_refused(iris):
         uri = log_model(iris.model, "model", registered_model_name="flowers").model_uri
     for target in (uri, "models:/flowers/1"):
         result = run(target, "--target", "kserve", "--dry-run", "--image", IMAGE)
-        assert result.exit_code == 1 and "Traceback" not in result.output
-        assert "A pod cannot load" in result.output and "s3:// or gs://" in result.output
+        assert result.exit_code == 0, result.output
+        manifest = yaml.safe_load(result.stdout)
+        validate(manifest)
+        assert predictor_of(manifest)["containers"][0]["args"][1] == target
+        (warning,) = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+        assert "A pod cannot load" in warning and "s3:// or gs://" in warning and "--apply refuses" in warning
+        applied = run(target, "--target", "kserve", "--apply", "--image", IMAGE)
+        assert applied.exit_code == 1 and "Traceback" not in applied.output
+        assert "Error: A pod cannot load" in applied.output and "s3:// or gs://" in applied.output
+
+
+def test_a_loopback_tracking_uri_in_the_pod_gets_a_warning():
+    for option in (
+        ["--tracking-uri", "http://127.0.0.1:5000"],
+        ["--env", "MODELYARD_TRACKING_URI=http://localhost:5000"],
+    ):
+        result = run("/models/scorer", "--target", "kserve", "--dry-run", "--image", IMAGE, *option)
+        assert result.exit_code == 0, result.output
+        env = predictor_of(yaml.safe_load(result.stdout))["containers"][0]["env"]
+        assert env[0]["name"] == "MODELYARD_TRACKING_URI" and "5000" in env[0]["value"]
+        (warning,) = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+        assert "in a pod that address is the pod itself" in warning, result.stderr
+    remote = run("/models/scorer", "--target", "kserve", "--dry-run", "--image", IMAGE,
+                 "--tracking-uri", "http://modelyard.ml:5000")  # fmt: skip
+    assert remote.exit_code == 0 and "Warning" not in remote.stderr
 
 
 def test_a_folder_is_loaded_from_the_image(tmp_path):

@@ -202,3 +202,22 @@ def test_model_threads_default_to_one_unless_the_user_chose(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
     limit_model_threads(2)  # --model-threads wins
     assert [os.environ[name] for name in names] == ["2", "2", "2"]
+
+
+def test_a_busy_port_is_one_error_line_and_nothing_is_served_or_recorded(iris):
+    import socket
+
+    from modelyard.registry.deployments import deployment_store_for
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli_with_serve(), ["serve", str(iris.folder), "--trusted", "--port", str(port)]
+        )
+    assert result.exit_code == 1, result.output
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith(f"Error: Cannot serve on 127.0.0.1:{port}: the port is in use"), line
+    assert "Serving" not in result.output and "Errno" not in result.output
+    assert deployment_store_for().list_deployments() == []  # no deployment that never served

@@ -1,4 +1,4 @@
-"""Artifact stores: the files of a run or experiment in a local folder, S3, or a plugin backend.
+"""Artifact stores: the files of a run or experiment in a local folder, S3, GCS, or a plugin backend.
 
 Backends are imported only when `artifact_store_for` needs them, so importing this package stays cheap.
 """

@@ -212,11 +212,12 @@ class ArtifactStore(abc.ABC):
 
 # -- choosing a backend ----------------------------------------------------------------------------------
 
-# Built-ins are imported only when used: s3fs alone takes about a second to import.
+# Built-ins are imported only when used: s3fs or gcsfs alone takes about a second to import.
 _BUILTIN = {
     "": "modelyard.artifacts.local:LocalArtifactStore",
     "file": "modelyard.artifacts.local:LocalArtifactStore",
     "s3": "modelyard.artifacts.s3:S3ArtifactStore",
+    "gs": "modelyard.artifacts.gcs:GCSArtifactStore",
 }
 _GROUP = "modelyard.artifact_stores"
 
@@ -227,7 +228,7 @@ def _scheme(uri: str) -> str:
 
 
 def artifact_store_for(root_uri: str) -> ArtifactStore:
-    """The store for `root_uri`: a folder or file:// (local), s3://, or a scheme added by an entry point."""
+    """The store for `root_uri`: a folder or file:// (local), s3://, gs://, or a scheme added by an entry point."""
     scheme = _scheme(root_uri)
     if scheme in _BUILTIN:
         module, _, attr = _BUILTIN[scheme].partition(":")
@@ -251,5 +252,5 @@ def join_uri(root_uri: str, *parts: str) -> str:
     if scheme == "":
         return os.path.join(root_uri, *rel.split("/"))
     if scheme == "file":
-        rel = quote(rel)  # file URIs are percent-encoded; s3 keys are taken literally
+        rel = quote(rel)  # file URIs are percent-encoded; s3 and gs keys are taken literally
     return root_uri + ("" if root_uri.endswith("/") else "/") + rel

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -102,6 +102,16 @@ def out() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
+def table_console() -> tuple[Console, int | None]:
+    """stdout for a table, and the width its columns must fit (None: any). At a terminal narrow ones drop
+    columns; piped or redirected, nothing is dropped or cut, so ids and URIs print whole."""
+    console = out()
+    if console.is_terminal:
+        return console, console.width
+    console.width = 1_000
+    return console, None
+
+
 def err() -> Console:
     from rich.console import Console
 
@@ -164,17 +174,13 @@ def key_value_grid(rows: Iterable[tuple[str, Any]]) -> Table:
 
 
 def fmt_time(ms: int | None, short: bool = False) -> str:
-    """Milliseconds since the epoch as local time: 2024-05-01 14:03:07, or with `short` 14:03:07 (today),
-    May 01 14:03 (this year) or 2023-05-01."""
+    """Milliseconds since the epoch as local time, always with its date and time zone (a time alone is ambiguous
+    once copied elsewhere): 2024-05-01 14:03:07 CEST, or with `short` (tables) 2024-05-01 14:03 CEST."""
     if ms is None:
         return "-"
-    when = datetime.fromtimestamp(ms / 1000)
-    if not short:
-        return when.strftime("%Y-%m-%d %H:%M:%S")
-    today = datetime.now()
-    if when.date() == today.date():
-        return when.strftime("%H:%M:%S")
-    return when.strftime("%b %d %H:%M" if when.year == today.year else "%Y-%m-%d")
+    when = datetime.fromtimestamp(ms / 1000).astimezone()
+    zone = when.tzname() or when.strftime("%z")
+    return when.strftime("%Y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S") + f" {zone}"
 
 
 def fmt_duration(ms: float | None) -> str:
@@ -266,13 +272,22 @@ def parse_key_values(values: Sequence[str], option: str) -> dict[str, str]:
 
 
 def pick_metric_keys(runs: Sequence[Run], preferred: Sequence[str] = (), limit: int = 4) -> list[str]:
-    """The metric columns worth showing: `preferred` ones first, then those most runs have."""
-    counts = Counter(key for run in runs for key in run.data.metrics)
+    """The metric columns worth showing: `preferred` ones first, then those that differ between the runs."""
+    return differing_keys([run.data.metrics for run in runs], preferred, limit)
+
+
+def differing_keys(
+    rows: Sequence[Mapping[str, Any]], preferred: Sequence[str] = (), limit: int = 4
+) -> list[str]:
+    """Keys worth a column: `preferred` ones first (when some row has them), then those whose value differs
+    between the rows (or that some rows lack), those most rows have first. One row: all its keys differ."""
+    counts = Counter(key for row in rows for key in row)
     keys = [k for k in dict.fromkeys(preferred) if k in counts]
     for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         if len(keys) >= limit:
             break
-        if key not in keys:
+        values = {repr(row.get(key)) for row in rows}
+        if key not in keys and (len(rows) == 1 or len(values) > 1):
             keys.append(key)
     return keys[:limit]
 
@@ -295,29 +310,33 @@ def runs_table(
     preferred_metrics: Sequence[str] = (),
     metrics_first: bool = False,
     width: int | None = None,
+    preferred_params: Sequence[str] = (),
 ) -> Table:
-    """Run id, name, (experiment), status, start, duration and a few metrics, one row per run.
+    """Run id, name, experiment, status, start, duration, and the metrics and params that differ between the
+    runs (and those named in `preferred_*`), one row per run.
 
-    When the columns do not fit `width`, the least useful go first: start time, duration, experiment,
-    then status and metrics (metrics outlast the status with `metrics_first`, as in a search)."""
+    When the columns do not fit `width`, the least useful go first: start time, experiment, duration, then
+    params, status and metrics (metrics outlast the status with `metrics_first`, as in a search)."""
     experiment_ids = list(dict.fromkeys(r.info.experiment_id for r in runs))
-    names = {i: client.get_experiment(i).name for i in experiment_ids} if len(experiment_ids) > 1 else {}
+    names = {i: client.get_experiment(i).name for i in experiment_ids}
     metric_keys = pick_metric_keys(runs, preferred_metrics)
-    status_keep, metric_keep = (30, 40) if metrics_first else (40, 30)
+    param_keys = differing_keys([r.data.params for r in runs], preferred_params)
+    status_keep, metric_keep = (30, 45) if metrics_first else (45, 30)
     columns = [
         _Column("Run ID", [r.run_id for r in runs], 100, {"style": ID_STYLE, "no_wrap": True}),
         _Column("Name", [esc(r.info.run_name) for r in runs], 90, {"overflow": "fold"}),
-    ]
-    if names:
-        columns.append(_Column("Experiment", [esc(names[r.info.experiment_id]) for r in runs], 15))
-    columns += [
+        _Column("Experiment", [esc(names[r.info.experiment_id]) for r in runs], 12, {"overflow": "fold"}),
         _Column("Status", [status_text(r.info.status.value) for r in runs], status_keep, {"no_wrap": True}),
         _Column("Started", [fmt_time(r.info.start_time, short=True) for r in runs], 10, {"no_wrap": True}),
-        _Column("Duration", [run_duration(r) for r in runs], 20, {"no_wrap": True, "justify": "right"}),
+        _Column("Duration", [run_duration(r) for r in runs], 14, {"no_wrap": True, "justify": "right"}),
     ]
     for i, key in enumerate(metric_keys):
         cells = [fmt_metric(r.data.metrics.get(key)) for r in runs]
         columns.append(_Column(esc(key), cells, metric_keep - i, {"justify": "right", "no_wrap": True}))
+    for i, key in enumerate(param_keys):
+        cells = [esc(r.data.params.get(key, "")) for r in runs]
+        keep = (metric_keep if key in preferred_params else 25) - i
+        columns.append(_Column(f"params.{esc(key)}", cells, keep, {"overflow": "fold"}))
     if width is not None:
         while sum(c.width() for c in columns) + 2 * (len(columns) - 1) > width and len(columns) > 2:
             columns.remove(min(columns, key=lambda c: c.keep))

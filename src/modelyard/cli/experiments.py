@@ -83,7 +83,9 @@ def list_experiments(state: State, show_all: bool, only_deleted: bool, as_json: 
 @experiments.command("create")
 @click.argument("name")
 @click.option(
-    "--artifact-location", metavar="URI", help="Where its runs' artifacts go (a folder or s3://...)."
+    "--artifact-location",
+    metavar="URI",
+    help="Where its runs' artifacts go (a folder, s3://... or gs://...).",
 )
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag to set; repeat for more.")
 @pass_state

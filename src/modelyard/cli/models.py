@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -103,7 +104,7 @@ def list_models(state: State, filter_string: str | None, as_json: bool) -> None:
 @json_option
 @pass_state
 def show_model(state: State, name: str, as_json: bool) -> None:
-    """Show a model: its versions (stage, aliases, tags), and its gate policy.
+    """Show a model: its versions (stage, aliases, key metrics, tags, rollouts), and its gate policy.
 
     \b
     Example:
@@ -121,15 +122,58 @@ def show_model(state: State, name: str, as_json: bool) -> None:
             ("Gates", "\n".join(esc(r.rule) + (f" [dim](on {', '.join(r.on)})[/]" if r.on else "") for r in gates.rules)
              or "[dim]none[/]")]  # fmt: skip
     out().print(key_value_grid(rows))
-    table = new_table("Version", "Stage", "Aliases", "Tags", "Run", "Source", "Created", "By")
+    metrics = _key_metrics(state, versions, gates.rules)
+    rolled_out = any(k.startswith(ROLLOUT_TAG) for mv in versions for k in mv.tags)
+    headers = ["Version", "Stage", "Aliases", "Metrics", "Tags", *(["Rollout"] if rolled_out else []), "Run",
+               "Source", "Created", "By"]  # fmt: skip
+    table = new_table(*headers)
     table.columns[0].style = ID_STYLE
     for mv in versions:
+        tags = "\n".join(f"{k}={v}" for k, v in sorted(mv.tags.items()) if not k.startswith(ROLLOUT_TAG))
+        rollout = [esc(_rollout_history(mv.tags))] if rolled_out else []
         table.add_row(
-            str(mv.version), _stage(mv.stage.value), esc(", ".join(mv.aliases)),
-            esc("\n".join(f"{k}={v}" for k, v in sorted(mv.tags.items()))), mv.run_id or "",
-            esc(mv.source), fmt_time(mv.creation_time, short=True), esc(mv.created_by or ""),
+            str(mv.version), _stage(mv.stage.value), esc(", ".join(mv.aliases)), esc(metrics.get(mv.version, "")),
+            esc(tags), *rollout, mv.run_id or "", esc(mv.source), fmt_time(mv.creation_time, short=True),
+            esc(mv.created_by or ""),
         )  # fmt: skip
     out().print(table)
+
+
+ROLLOUT_TAG = "rollout."  # the tags `modelyard rollout` records on the candidate version (serving/rollout.py)
+KEY_METRICS = 3
+
+
+def _key_metrics(state: State, versions: list[Any], rules: list[Any]) -> dict[int, str]:
+    """Each version's key metrics from its run: those the gates name first, then the run's others, up to
+    KEY_METRICS. A run this store does not hold (registered from elsewhere) shows none."""
+    from modelyard.errors import ModelyardError
+
+    named = list(dict.fromkeys(m for r in rules for m in re.findall(r"metrics\.([\w./:-]+)", r.rule)))
+    shown: dict[int, str] = {}
+    for mv in versions:
+        if not mv.run_id:
+            continue
+        try:
+            values = state.client.get_run(mv.run_id).data.metrics
+        except ModelyardError:
+            continue
+        keys = [k for k in named if k in values] + sorted(k for k in values if k not in named)
+        shown[mv.version] = "\n".join(f"{k}={values[k]:.4g}" for k in keys[:KEY_METRICS])
+    return shown
+
+
+def _rollout_history(tags: dict[str, str]) -> str:
+    """The rollout's outcome, then one short line per step (`10%: 30 s, 1,234 requests, errors 0% -> next`)."""
+    steps = sorted(
+        (int(k.rsplit(".", 1)[1]), v) for k, v in tags.items() if re.fullmatch(r"rollout\.step\.\d+", k)
+    )
+    lines = [tags.get(ROLLOUT_TAG + "state", "")]
+    if ROLLOUT_TAG + "reason" in tags:
+        lines.append("why: " + tags[ROLLOUT_TAG + "reason"])
+    for _, summary in steps:
+        head, _, decision = summary.partition(" -> ")
+        lines.append(", ".join(head.split(", ")[:3]) + (f" -> {decision}" if decision else ""))
+    return "\n".join(line for line in lines if line)
 
 
 @models.command("register")

@@ -30,6 +30,7 @@ _PRELOAD = (
     "sklearn.linear_model",
     "sklearn.metrics",
     "sklearn.model_selection",
+    "skops.io",  # the trained models are saved with skops (~0.3 s to import)
     "matplotlib.figure",
 )
 

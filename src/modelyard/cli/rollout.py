@@ -14,10 +14,10 @@ from modelyard.cli.serve import (
     limit_model_threads,
     model_identity,
     payload_log_config,
-    run_recorded,
     serve,
     side_models,
 )
+from modelyard.cli.serve_run import listen, run_recorded
 
 # Options that mean the same as in `modelyard serve`: the same click objects, defined once there.
 _SERVE_OPTIONS = (
@@ -224,6 +224,8 @@ def rollout(
         max_queue=max_queue,
         timeout=timeout_ms / 1000 if timeout_ms is not None else None,
     )
+    listener = listen(host, port)  # a busy port fails here: before loading, announcing or recording
+    ctx.call_on_close(listener.close)
     current = _served_model(served_name, version, load_uri, config, trusted, None, None, {})
     deployment = Deployment([current, *side_models(served_name, version, candidate_uri, (), config, trusted)])
     if min_agreement is not None:
@@ -265,13 +267,13 @@ def rollout(
     route = " -> ".join(f"{p:g}%" for p in steps)
     err().print(
         f"[green]Rolling out[/] {found.name} version {candidate} over version {version} on "
-        f"http://{host}:{port}  (OIP v2: /v2/models/{served_name}/infer)\n  steps {route}, "
+        f"{listener.url}  (OIP v2: /v2/models/{served_name}/infer)\n  steps {route}, "
         f"{format_duration(hold)} each; guards: {plan.guards.describe()}; "
         f"then {plan.target} -> version {candidate}"
     )
     info = {"rollout": f"version {candidate} over version {version}"}
     run_recorded(
-        app, deployment, served_name, host, port, record=not no_record, info=info, started=servers.append
+        app, deployment, served_name, listener, record=not no_record, info=info, started=servers.append
     )
     if exit_when_done and not (results and results[0].outcome == "promoted"):
         ctx.exit(1)

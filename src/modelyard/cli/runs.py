@@ -25,13 +25,22 @@ from modelyard.cli.common import (
     run_duration,
     runs_table,
     status_text,
+    table_console,
 )
+from modelyard.cli.runs_views import compare_runs, metric_history
 
 if TYPE_CHECKING:
     from modelyard.schemas import Run, SearchRunsPage
     from modelyard.tracking.client import Client
 
 _METRIC_REF = re.compile(r"\bmetrics?\.(`[^`]*`|\"[^\"]*\"|[\w\-./:]+)", re.IGNORECASE)
+_PARAM_REF = re.compile(r"\bparams?\.(`[^`]*`|\"[^\"]*\"|[\w\-./:]+)", re.IGNORECASE)
+# Pipeline step runs that came from the cache (empty copies: a row each per rerun) stay out of `runs list`
+# without --all; steps that ran keep their rows: the quickstart's training runs are pipeline steps.
+NOT_A_CACHED_STEP = (
+    "tags.`modelyard.step.id` IS NULL OR tags.`modelyard.step.cache` IS NULL "
+    "OR tags.`modelyard.step.cache` != 'hit'"
+)
 SYSTEM_TAG_PREFIX = "modelyard."
 
 experiment_option = click.option(
@@ -89,7 +98,7 @@ def _search(
 @runs.command("list")
 @experiment_option
 @click.option("--max-results", "-n", default=50, show_default=True, help="Show at most this many runs.")
-@click.option("--all", "show_all", is_flag=True, help="Include deleted runs.")
+@click.option("--all", "show_all", is_flag=True, help="Include cached pipeline step runs and deleted runs.")
 @click.option("--deleted", "only_deleted", is_flag=True, help="Show only deleted runs.")
 @json_option
 @pass_state
@@ -103,14 +112,19 @@ def list_runs(
 ) -> None:
     """List the newest runs.
 
-    One row per run: id, name, status, start time, duration and a few metrics. Narrow terminals
-    drop the least useful columns; --json prints everything.
+    One row per run: id, name, experiment, status, start time, duration, and the metrics and params that
+    differ between the runs listed. Pipeline steps that came from the cache are left out (--all shows
+    them). Narrow
+    terminals drop the least useful columns; piped output keeps them all and prints ids whole; --json
+    prints everything.
 
     \b
     Example:
       modelyard runs list --experiment quickstart -n 10
+      modelyard runs list --all
     """
-    page = _search(state.client, experiments, _view(show_all, only_deleted), max_results)
+    view = _view(show_all, only_deleted)
+    page = _search(state.client, experiments, view, max_results, None if show_all else NOT_A_CACHED_STEP)
     if as_json:
         print_json(page.runs)
         return
@@ -119,8 +133,8 @@ def list_runs(
             "No runs found." if experiments or only_deleted else "No runs yet. Try: modelyard quickstart"
         )
         return
-    console = out()
-    console.print(runs_table(page.runs, state.client, width=console.width))
+    console, width = table_console()
+    console.print(runs_table(page.runs, state.client, width=width))
     if page.next_page_token:
         err().print(f"[{DIM}]Showing the newest {len(page.runs)}; see more with --max-results.[/]")
 
@@ -173,9 +187,13 @@ def search_runs(
     if not page.runs:
         err().print("No runs match.")
     else:
-        referenced = [m.strip('`"') for m in _METRIC_REF.findall(" ".join([filter_ or "", *order_by]))]
-        console = out()
-        table = runs_table(page.runs, state.client, referenced, metrics_first=True, width=console.width)
+        text = " ".join([filter_ or "", *order_by])
+        metrics = [m.strip('`"') for m in _METRIC_REF.findall(text)]
+        params = [p.strip('`"') for p in _PARAM_REF.findall(text)]
+        console, width = table_console()
+        table = runs_table(
+            page.runs, state.client, metrics, metrics_first=True, width=width, preferred_params=params
+        )
         console.print(table)
     if page.next_page_token:
         out().print(f"Next page token: {page.next_page_token}", soft_wrap=True)
@@ -347,3 +365,7 @@ def reproduce(state: State, run_id: str, as_json: bool) -> None:
     if recipe.params:
         console.print("\n   with these params:")
         console.print(key_value_grid((esc(k), esc(v)) for k, v in recipe.params.items()))
+
+
+runs.add_command(compare_runs)
+runs.add_command(metric_history)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import PurePosixPath
 from typing import Any
@@ -14,6 +11,7 @@ from typing import Any
 import click
 
 from modelyard.cli.common import State, err, parse_key_values, tracking_uri_option
+from modelyard.cli.serve_run import listen, run_recorded
 
 
 def model_identity(uri: str, name: str | None) -> tuple[str, str, str]:
@@ -344,6 +342,8 @@ def serve(
             "replica starts (KServe's activator: use --target kserve).",
             param_hint="'--autoscale'",
         )
+    listener = listen(host, port)  # a busy port fails here: before loading, announcing or recording
+    ctx.call_on_close(listener.close)  # when loading the model fails
     limit_model_threads(model_threads)
     state = ctx.find_object(State)
     if state is not None and state.tracking_uri:
@@ -391,7 +391,7 @@ def serve(
     )
     err().print(
         f"[green]Serving[/] {served_name} version {version} ({model.predictor.flavor.name}) on "
-        f"http://{host}:{port}  (OIP v2: /v2/models/{served_name}/infer)" + _replicas_note(model)
+        f"{listener.url}  (OIP v2: /v2/models/{served_name}/infer)" + _replicas_note(model)
     )
     for extra in side:
         share = (
@@ -401,7 +401,7 @@ def serve(
     if background:
         err().print(f"  following {model_uri} (looked up every {follow_interval:g} s)")
     info = {"follows": model_uri} if background else {}
-    run_recorded(app, deployment, served_name, host, port, record=not no_record, info=info)
+    run_recorded(app, deployment, served_name, listener, record=not no_record, info=info)
 
 
 def _served_model(
@@ -540,6 +540,7 @@ def _serve_kserve(
     from pathlib import Path
 
     from click.core import ParameterSource
+    from rich.text import Text
 
     from modelyard.kube import to_yaml
     from modelyard.serving.kserve import KServeOptions, build
@@ -585,9 +586,10 @@ def _serve_kserve(
         tracking_uri=tracking_uri,
         service_account=kserve["service_account"],
     )
-    manifest, notes = build(model_uri, options)
+    manifest, notes = build(model_uri, options, strict=not kserve["dry_run"])
     for note in notes:
-        err().print(f"[dim]{note}[/]")
+        line = Text(note, style="yellow" if note.warning else "dim")
+        err().print(Text("Warning: ", style="bold yellow") + line if note.warning else line)
     text = to_yaml(manifest)
     if kserve["output"]:
         Path(kserve["output"]).write_text(text, encoding="utf-8")
@@ -718,73 +720,3 @@ def limit_model_threads(threads: int | None) -> None:
         os.environ[name] = str(threads)
     if "torch" in sys.modules:  # imported already: tell it too
         sys.modules["torch"].set_num_threads(threads)
-
-
-def run_recorded(
-    app: Any,
-    deployment: Any,
-    name: str,
-    host: str,
-    port: int,
-    *,
-    record: bool,
-    info: dict[str, Any] | None = None,
-    started: Any = None,
-) -> None:
-    """`run_server`, with the deployment of `name` recorded in the tracking store (`record`) from start to
-    stop, every change of its routing in between (see serving/recording.py)."""
-    if not record:
-        return run_server(app, host, port, started)
-    from modelyard.serving.recording import DeploymentLog, endpoint_for
-
-    log = DeploymentLog.start(deployment, name, endpoint_for(host, port), info)
-    try:
-        run_server(app, host, port, started)
-    except SystemExit:
-        log.failed(f"could not serve on {host}:{port}")
-        raise
-    finally:
-        log.stop()
-
-
-def run_server(app: Any, host: str, port: int, started: Any = None) -> None:
-    """Serve `app` with uvicorn until SIGINT/SIGTERM, or until `server.should_exit` is set: one worker with
-    TCP_NODELAY (see DESIGN: pitfalls), 30 s to answer what is in flight at shutdown. `started` is given the
-    uvicorn `Server` before it runs (to stop it from a background task)."""
-    import uvicorn
-
-    from modelyard.server.protocol import NoDelayHttpProtocol
-
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=NoDelayHttpProtocol,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,  # no access log and no client addresses used: one middleware less per request
-        timeout_graceful_shutdown=30,
-    )
-    server = uvicorn.Server(config)
-    if started is not None:
-        started(server)
-    # The model and its libraries are loaded: keep them out of the collector's full passes, which otherwise
-    # walk them again and again under load (pauses of up to 350 ms measured with a torch model).
-    gc.collect()
-    gc.freeze()
-    # uvicorn re-raises SIGTERM once it has shut down gracefully, which would end the process before the
-    # command's own clean-up (the deployment record's stop): the handler it restores and re-raises to only
-    # asks the server to exit, as uvicorn's own does.
-    main = threading.current_thread() is threading.main_thread()
-    previous = (
-        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True)) if main else None
-    )
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-    if not server.started:
-        raise SystemExit(3)  # uvicorn logged why (e.g. the port is taken)

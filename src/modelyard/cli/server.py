@@ -33,7 +33,7 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--artifacts-uri",
     metavar="URI",
-    help="Root for new experiments' artifacts: a folder or s3://bucket/prefix (default: MODELYARD_ARTIFACT_URI).",
+    help="Root for new experiments' artifacts: a folder, s3://bucket/prefix or gs://bucket/prefix (default: MODELYARD_ARTIFACT_URI).",
 )
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option(
@@ -62,7 +62,7 @@ def is_loopback(host: str) -> bool:
     metavar="URI",
     multiple=True,
     help="With --auth: users other than admins may give a new experiment an artifact location in a folder "
-    "of its own under this prefix (an absolute folder or s3://bucket/path; repeatable). Without one, only "
+    "of its own under this prefix (an absolute folder, s3:// or gs://bucket/path; repeatable). Without one, only "
     "admins choose locations; everyone else gets the default under --artifacts-uri.",
 )
 @click.option(

@@ -30,7 +30,8 @@ _lock = threading.Lock()
 
 
 class UnsafeModelWarning(UserWarning):
-    """A model is about to be loaded from a format that can execute code, from a source not marked trusted."""
+    """A model is about to be loaded from a format that can execute code, from a source not marked trusted;
+    or a model was just saved in such a format because no safe format could represent it."""
 
 
 def _digest(path: Path) -> str:
@@ -107,12 +108,12 @@ class Trust:
             f"Safe formats: {SAFE_FORMATS}. To silence this warning for a trusted source, pass "
             f"`trusted=True` or add a URI prefix to {ENV_TRUSTED_SOURCES} (comma-separated).",
             UnsafeModelWarning,
-            stacklevel=_caller_level(),
+            stacklevel=caller_stacklevel(),
         )
 
 
-def _caller_level() -> int:
-    """The `stacklevel` of the first frame outside modelyard: the warning names the user's load call."""
+def caller_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside modelyard: a warning names the user's own call."""
     frame = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith("modelyard."):

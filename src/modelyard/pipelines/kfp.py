@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -494,8 +495,9 @@ def submit(
         raise InvalidArgument(
             f"The compiled pipeline has no parameter {', '.join(unknown)}; its parameters: {known_text}."
         )
+    checks = _HealthChecks()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # kfp prints run links
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), checks:  # kfp prints links
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
             client = kfp.Client(host=host)
             result = client.create_run_from_pipeline_package(
@@ -503,10 +505,65 @@ def submit(
                 enable_caching=None
             )  # fmt: skip
     except Exception as exc:
+        status = getattr(checks.last, "status", None)
+        if isinstance(exc, TimeoutError) and isinstance(status, int) and status > 0:
+            reason: str | None = f"it answers HTTP {status} to the KFP health check, not as the KFP API"
+        else:
+            reason = _connection_failure(exc)
+        if reason is not None:
+            raise Unavailable(
+                f"Cannot reach Kubeflow Pipelines at {host}: {reason}. Check the host URL (the KFP API "
+                "endpoint, e.g. http://ml-pipeline-ui.kubeflow:80)."
+            ) from None
         raise Unavailable(
             f"Submitting to Kubeflow Pipelines at {host} failed: {type(exc).__name__}: {exc}"
         ) from None
     return str(result.run_id)
+
+
+class _HealthChecks(logging.Filter):
+    """While in use, keeps kfp.Client's failed health checks (logged with their tracebacks on the root logger,
+    which it would also give a handler for good) out of the terminal; `last` is the last one's error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: BaseException | None = None
+        self._handler = logging.NullHandler()  # a root handler: logging.exception() calls no basicConfig()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root" and str(record.msg).startswith("Failed to get healthz"):
+            self.last = record.exc_info[1] if record.exc_info else None
+            return False
+        return True
+
+    def __enter__(self) -> _HealthChecks:
+        logging.root.addHandler(self._handler)
+        logging.root.addFilter(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.root.removeFilter(self)
+        logging.root.removeHandler(self._handler)
+
+
+def _connection_failure(exc: BaseException) -> str | None:
+    """Why a connection failed ("connection refused", "timed out", ...) when it did, found under urllib3's
+    MaxRetryError (its `reason`) and the exceptions it was raised from; None for other errors."""
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "its host name is not known"
+        if isinstance(current, OSError) and not isinstance(current, TimeoutError) and current.strerror:
+            return current.strerror[0].lower() + current.strerror[1:]
+        if isinstance(current, TimeoutError) or type(current).__name__ == "ConnectTimeoutError":
+            return "no answer (timed out)"
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
+    return None
 
 
 # -- the step runner inside each container -------------------------------------------------------------------

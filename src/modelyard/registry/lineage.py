@@ -3,6 +3,7 @@ and what a person needs to reproduce a run."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -39,6 +40,49 @@ class Lineage(BaseModel):
 
     def children(self, node_id: str) -> list[tuple[str, LineageNode]]:
         return [(e.relation, self.node(e.target)) for e in self.edges if e.source == node_id]
+
+    def __str__(self) -> str:
+        """The graph as a plain-text tree, as `modelyard models lineage` prints it: each node's label (after
+        the relation that leads to it), then its attributes as key=value on the next line."""
+        lines: list[str] = []
+
+        def add(node: LineageNode, relation: str | None, lead: str, rest: str, seen: frozenset[str]) -> None:
+            lines.append(lead + (f"{relation}: " if relation else "") + node.label)
+            attrs = _attribute_text(node)
+            children = [] if node.id in seen else self.children(node.id)
+            if attrs:
+                lines.append(rest + attrs)
+            for i, (child_relation, child) in enumerate(children):
+                last = i == len(children) - 1
+                add(
+                    child,
+                    child_relation,
+                    rest + ("└── " if last else "├── "),
+                    rest + ("    " if last else "│   "),
+                    seen | {node.id},
+                )
+
+        add(self.node(self.root), None, "", "", frozenset())
+        return "\n".join(lines)
+
+
+_SAID_BY_LABEL = {"deployment": {"endpoint", "state", "role", "percent", "created_time"}}
+
+
+def _attribute_text(node: LineageNode) -> str:
+    """A node's attributes as `key=value  key=value` (times as local time, metrics as name=value)."""
+    parts = []
+    for key, value in node.attributes.items():
+        if key in _SAID_BY_LABEL.get(node.kind, ()) or value in (None, "", [], {}):
+            continue
+        if key.endswith("_time") and isinstance(value, int):
+            value = datetime.fromtimestamp(value / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        elif isinstance(value, dict):
+            value = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+        parts.append(f"{key}={value}")
+    return "  ".join(parts)
 
 
 class Reproduction(BaseModel):
@@ -150,7 +194,7 @@ def lineage(model_uri: str, tracking_uri: str | None = None, max_deployments: in
     """The graph from a model (`models:/...` or `runs:/<run_id>/<path>`) to its run, that run's parent (e.g.
     the pipeline run), code (commit, and diff when dirty), parameters and datasets; and, for a registered
     version, to the deployments that served it (the `max_deployments` newest)."""
-    from modelyard.errors import InvalidArgument
+    from modelyard.errors import InvalidArgument, NotFound
     from modelyard.registry.client import run_id_of
     from modelyard.registry.uris import model_version_for
     from modelyard.tracking.client import Client
@@ -187,7 +231,17 @@ def lineage(model_uri: str, tracking_uri: str | None = None, max_deployments: in
         return Lineage(root=root, nodes=nodes, edges=edges)
 
     client = Client(tracking_uri)
-    run = client.get_run(run_id)
+    try:
+        run = client.get_run(run_id)
+    except NotFound:  # a version registered (e.g. through MLflow's API) from a run another server holds
+        missing = f"run:{run_id}"
+        nodes.append(
+            LineageNode(
+                id=missing, kind="run", label=f"run {run_id} (not found)", attributes={"found": False}
+            )
+        )
+        edges.append(LineageEdge(source=root, target=missing, relation="produced_by"))
+        return Lineage(root=root, nodes=nodes, edges=edges)
     run_node = f"run:{run.run_id}"
     nodes.append(
         LineageNode(

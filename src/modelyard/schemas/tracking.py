@@ -110,6 +110,7 @@ class Dataset(_Model):
     source_type: str | None = None
     schema_: dict[str, str] | None = Field(default=None, alias="schema")
     num_rows: int | None = None
+    profile: str | None = None  # as the logging client sent it (MLflow: JSON with num_rows, num_elements)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, ser_json_inf_nan="strings")
 

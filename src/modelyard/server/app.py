@@ -136,6 +136,7 @@ def _document_errors(app: FastAPI) -> None:
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     from modelyard.server import hot_routes
+    from modelyard.server.mlflow_compat import links as mlflow_links
     from modelyard.server.routes import access, artifacts, experiments, models, pipelines, runs, webhooks
     from modelyard.server.routes import deployments as deployment_routes
     from modelyard.store.registry import store_class_for
@@ -196,6 +197,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(pipelines.router, prefix="/api/v1")
     app.include_router(deployment_routes.router, prefix="/api/v1")
+    app.include_router(mlflow_links.router)  # `/`: where the MLflow client's "View run at" links lead
     hot_routes.install(app)  # and the MLflow REST API and artifact proxy, for unmodified MLflow clients
     if settings.auth:
         _enable_auth(app, store, settings)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelyard.errors import Unauthenticated
 from modelyard.server.authz import Authorizer, Principal
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/api/v1/openapi.json", "/api/v1/docs"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/ready", "/api/v1/openapi.json", "/api/v1/docs"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 log = logging.getLogger("modelyard.server.audit")
 

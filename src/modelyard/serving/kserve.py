@@ -174,28 +174,83 @@ def container_env(source: ModelSource, options: KServeOptions) -> list[dict[str,
     env: dict[str, str] = {}
     if source.storage_uri:
         env[STORAGE_URI_ENV] = source.storage_uri
-    if options.tracking_uri and is_remote_tracking_uri(options.tracking_uri):
-        env["MODELYARD_TRACKING_URI"] = options.tracking_uri
+    if tracking := pod_tracking_uri(options):
+        env["MODELYARD_TRACKING_URI"] = tracking
     env.update(options.env)
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
-def notes(source: ModelSource, options: KServeOptions) -> list[str]:
-    """What the user should know about where the pod finds the model; raises when it cannot find it at all."""
+class Note(str):
+    """A note for the user (a plain string to print); `warning`: the manifest will not work as it is."""
+
+    warning: bool
+
+    def __new__(cls, text: str, warning: bool = False) -> Note:
+        note = super().__new__(cls, text)
+        note.warning = warning
+        return note
+
+
+def pod_tracking_uri(options: KServeOptions) -> str | None:
+    """The MODELYARD_TRACKING_URI the container gets (an --env entry wins over the tracking URI)."""
+    given = options.env.get("MODELYARD_TRACKING_URI")
+    if given:
+        return given
+    return options.tracking_uri if is_remote_tracking_uri(options.tracking_uri) else None
+
+
+def is_loopback(uri: str) -> bool:
+    """Whether `uri` names this machine (localhost, 127.0.0.0/8, ::1): in a pod, that is the pod itself."""
+    import ipaddress
+
+    host = urlsplit(uri).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def notes(source: ModelSource, options: KServeOptions, *, strict: bool = True) -> list[Note]:
+    """What the user should know about where the pod finds the model. When the pod cannot find it at all,
+    `strict` raises; otherwise (a dry run: a manifest to review) it is a warning saying what a cluster needs."""
+    found: list[Note] = []
+    tracking = pod_tracking_uri(options)
+    if tracking and is_loopback(tracking):
+        text = (
+            f"The pod's MODELYARD_TRACKING_URI is {tracking}: in a pod that address is the pod itself, not this "
+            "machine. Give a tracking server the cluster can reach (--tracking-uri, or --env "
+            "MODELYARD_TRACKING_URI=http://modelyard.NAMESPACE.svc:5000)."
+        )
+        found.append(Note(text, warning=True))
     if source.storage_uri:
-        return []
+        return found
     if source.uri.startswith(("models:/", "runs:/")):
-        if not is_remote_tracking_uri(options.tracking_uri):
+        if tracking is None:
             where = f" (its files are at {source.location})" if source.location else ""
-            raise InvalidArgument(
-                f"A pod cannot load {source.uri}{where}: keep the artifacts in s3:// or gs:// "
-                "(MODELYARD_ARTIFACT_URI) so that KServe downloads them, or pass --tracking-uri with a tracking "
-                "server (http://...) or database the pod can reach."
+            need = (
+                "keep the artifacts in s3:// or gs:// (MODELYARD_ARTIFACT_URI) so that KServe downloads them, or "
+                "pass --tracking-uri with a tracking server (http://...) or database the pod can reach"
             )
-        return [f"The container loads {source.uri} through the tracking store {options.tracking_uri}."]
-    if source.location:
-        return [f"The container loads {source.uri} itself; KServe's storage initializer is not used."]
-    return [f"The container loads {source.uri} from its own file system: the image must contain it."]
+            if strict:
+                raise InvalidArgument(f"A pod cannot load {source.uri}{where}: {need}.")
+            text = (
+                f"A pod cannot load {source.uri} from this store{where}: this manifest is for review. A cluster "
+                f"needs the model where it can reach it: {need}. --apply refuses it until then."
+            )
+            found.append(Note(text, warning=True))
+            return found
+        found.append(Note(f"The container loads {source.uri} through the tracking store {tracking}."))
+    elif source.location:
+        found.append(
+            Note(f"The container loads {source.uri} itself; KServe's storage initializer is not used.")
+        )
+    else:
+        found.append(
+            Note(f"The container loads {source.uri} from its own file system: the image must contain it.")
+        )
+    return found
 
 
 def resources(options: KServeOptions) -> dict[str, dict[str, str]]:
@@ -283,18 +338,21 @@ def inference_service(source: ModelSource, options: KServeOptions) -> dict[str, 
     }
 
 
-def build(uri: str, options: KServeOptions) -> tuple[dict[str, Any], list[str]]:
+def build(uri: str, options: KServeOptions, *, strict: bool = True) -> tuple[dict[str, Any], list[Note]]:
     """(the validated manifest for the model `uri` names, notes for the user). The CRD schema is checked
-    when its file is found (`modelyard.kube.validate.crds_dir`); KServe's webhook rules always are."""
+    when its file is found (`modelyard.kube.validate.crds_dir`); KServe's webhook rules always are. `strict`
+    (for a manifest to apply) refuses a model the pod cannot load; without it (a dry run) that is a warning."""
     from modelyard.kube.validate import crds_dir, validate
 
     source = resolve_model(uri, options.tracking_uri)
     manifest = inference_service(source, options)
-    found_notes = notes(source, options)
+    found_notes = notes(source, options, strict=strict)
     schema = crds_dir() is not None
     validate(manifest, schema=schema)
     if not schema:
         found_notes.append(
-            "The CRD schema was not checked (no CRD files found; set MODELYARD_CRDS_DIR); KServe's rules were."
+            Note(
+                "The CRD schema was not checked (no CRD files found; set MODELYARD_CRDS_DIR); KServe's rules were."
+            )
         )
     return manifest, found_notes

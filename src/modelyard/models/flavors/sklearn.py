@@ -1,19 +1,25 @@
-"""scikit-learn estimators and pipelines: cloudpickle (default), pickle, or the safe skops format.
+"""scikit-learn estimators and pipelines: the safe skops format by default, else cloudpickle or pickle.
 
-skops is opt-in (`serialization="skops"`): it loads without running code from the file, but importing it
-costs 0.3-1.6 s, more than the whole of a small `log_model` should take.
+With no `serialization` given, a model is saved with skops whenever skops represents it with types from its
+safe set only: such a file loads in any process without running code from it, so without UnsafeModelWarning.
+Otherwise (skops not installed, it cannot write the model, or the model uses other types: your own classes,
+lambdas, tree internals) the model is saved with cloudpickle (pickle without cloudpickle) and an
+UnsafeModelWarning says so, naming the format used and why. Passing `serialization=` picks a format outright,
+without the warning; the format used is recorded in model.yaml (`serialization`). Importing skops costs
+0.3-1.6 s once per process.
 """
 
 from __future__ import annotations
 
 import pickle
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from modelyard.errors import InvalidArgument
 from modelyard.models.flavors.base import Flavor
-from modelyard.models.safety import Trust
+from modelyard.models.safety import Trust, UnsafeModelWarning, caller_stacklevel
 
 FORMATS = ("cloudpickle", "pickle", "skops")
 _FILES = {"cloudpickle": "model.pkl", "pickle": "model.pkl", "skops": "model.skops"}
@@ -39,14 +45,15 @@ class SklearnFlavor(Flavor):
         **options: Any,
     ) -> dict[str, Any]:
         sklearn = self.import_library("sklearn")
-        fmt = serialization or ("cloudpickle" if _has("cloudpickle") else "pickle")
+        fmt = serialization or _safe_skops(model, path)
         if fmt not in FORMATS:
             raise InvalidArgument(
                 f"Unknown sklearn serialization {fmt!r}; choose one of {', '.join(FORMATS)}."
             )
         file = path / _FILES[fmt]
         if fmt == "skops":
-            self.import_library("skops.io").dump(model, file)
+            if not file.exists():  # already written by _safe_skops when chosen by default
+                self.import_library("skops.io").dump(model, file)
         else:
             dumps = self.import_library("cloudpickle").dumps if fmt == "cloudpickle" else pickle.dumps
             try:
@@ -72,6 +79,36 @@ class SklearnFlavor(Flavor):
 
     def requirements(self, config: dict[str, Any]) -> list[str]:
         return {"cloudpickle": ["cloudpickle"], "skops": ["skops"]}.get(config.get("serialization", ""), [])
+
+
+def _safe_skops(model: Any, path: Path) -> str:
+    """The default format for `model`: "skops" (written to `path` already) when skops represents it with
+    types from its safe set only; else cloudpickle or pickle, with an UnsafeModelWarning saying why."""
+    pickler = "cloudpickle" if _has("cloudpickle") else "pickle"
+    try:
+        import skops.io as sio
+    except ImportError:
+        why = "skops is not installed (pip install 'modelyard[sklearn]')"
+    else:
+        try:
+            data = sio.dumps(model)
+            untrusted = sio.get_untrusted_types(data=data)
+        except Exception as exc:  # skops raises many types for objects it cannot represent
+            why = f"skops cannot write it ({type(exc).__name__}: {exc})"
+        else:
+            if not untrusted:
+                (path / _FILES["skops"]).write_bytes(data)
+                return "skops"
+            why = f"it uses types outside skops' safe set ({', '.join(untrusted)})"
+    warnings.warn(
+        f"Saved the scikit-learn model with {pickler}, not the safe skops format: {why}. Loading it in "
+        f"another process will warn that it can run code. Pass serialization={pickler!r} to choose {pickler} "
+        f"without this warning, or serialization='skops' to save with skops anyway (loading then needs trust "
+        f"for the types above only).",
+        UnsafeModelWarning,
+        stacklevel=caller_stacklevel(),
+    )
+    return pickler
 
 
 def load_estimator(file: Path, fmt: str, trust: Trust, flavor: Flavor) -> Any:

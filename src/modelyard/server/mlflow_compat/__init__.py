@@ -34,7 +34,7 @@ def build_router(app: FastAPI) -> APIRouter:
     router = APIRouter(dependency_overrides_provider=app)
     for root in ("/api/2.0", "/ajax-api/2.0"):
         parts = (experiments.router, runs.router, run_data.router, logged_models.router)
-        for part in (*parts, logged_models.outputs_router, registry.router):
+        for part in (*parts, logged_models.outputs_router, registry.router, artifacts.run_artifacts_router):
             router.include_router(part, prefix=f"{root}/mlflow", include_in_schema=False)
         router.include_router(artifacts.router, prefix=f"{root}/mlflow-artifacts", include_in_schema=False)
     router.include_router(artifacts.server_info_router, include_in_schema=False)

@@ -23,10 +23,12 @@ from modelyard.artifacts import ArtifactStore, artifact_store_for, normalize_art
 from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas.accounts import Role
 from modelyard.server.authz import require
-from modelyard.server.mlflow_compat.route import MlflowRoute, Store, experiment_id, reply
+from modelyard.server.mlflow_compat.convert import run_artifact_uri
+from modelyard.server.mlflow_compat.route import Fields, MlflowRoute, Store, experiment_id, reply
 from modelyard.store.base import TrackingStore
 
 router = APIRouter(prefix="/artifacts", route_class=MlflowRoute)
+run_artifacts_router = APIRouter(prefix="/artifacts", route_class=MlflowRoute)  # under /api/2.0/mlflow
 server_info_router = APIRouter(route_class=MlflowRoute)
 
 _CHUNK = 2**20  # bytes per read/write: memory stays at about one chunk per transfer
@@ -69,6 +71,27 @@ async def list_artifacts(s: Store, path: str = "") -> Response:
             entry["file_size"] = info.file_size
         files.append(entry)
     return reply({"files": files})
+
+
+@run_artifacts_router.get("/list")
+async def list_run_artifacts(p: Fields, s: Store) -> Response:
+    """MLflow's older listing (`/api/2.0/mlflow/artifacts/list?run_id=&path=`): a run's files under `path`,
+    each named by its path from the run's artifact root, in one page."""
+
+    def listing() -> dict[str, object]:
+        run = s.get_run(p.run_id())
+        require(s, run.info.experiment_id, Role.READ)
+        rel = normalize_artifact_path(p.string("path") or "")
+        files = []
+        for info in artifact_store_for(run.info.artifact_uri).list(rel):
+            name = info.path.rsplit("/", 1)[-1]
+            entry: dict[str, object] = {"path": f"{rel}/{name}" if rel else name, "is_dir": info.is_dir}
+            if not info.is_dir and info.file_size is not None:
+                entry["file_size"] = info.file_size
+            files.append(entry)
+        return {"root_uri": run_artifact_uri(run.info.experiment_id, run.info.run_id), "files": files}
+
+    return reply(await run_in_threadpool(listing))
 
 
 @router.get("/{path:path}")

@@ -42,11 +42,19 @@ def run_artifact_uri(experiment_id: str, run_id: str) -> str:
 
 
 # experiments ----------------------------------------------------------------------------------------------
-def experiment_json(exp: Experiment) -> dict[str, Any]:
+def experiment_location(exp: Experiment, default_root: str) -> str:
+    """What MLflow clients see as an experiment's artifact location: the artifact proxy's URI for the
+    server's default location (`<default_root>/<experiment_id>`), an explicit location as it was given."""
+    if exp.artifact_location.rstrip("/") == f"{default_root.rstrip('/')}/{exp.experiment_id}":
+        return experiment_artifact_uri(exp.experiment_id)
+    return exp.artifact_location
+
+
+def experiment_json(exp: Experiment, default_root: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "experiment_id": exp.experiment_id,
         "name": exp.name,
-        "artifact_location": experiment_artifact_uri(exp.experiment_id),
+        "artifact_location": experiment_location(exp, default_root),
         "lifecycle_stage": exp.lifecycle_stage.value,
         "tags": pairs(exp.tags),
     }
@@ -58,9 +66,12 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
 
 
 # runs -----------------------------------------------------------------------------------------------------
+OUTPUT_TAG = "modelyard.model_output."  # + a logged model's id: the run logged it (value: the step)
+
+
 def mlflow_tags(info: RunInfo, stored: Mapping[str, str]) -> dict[str, str]:
-    """The stored tags plus the attribute-backed MLflow tags."""
-    tags = dict(stored)
+    """The stored tags plus the attribute-backed MLflow tags (model outputs are not tags in MLflow)."""
+    tags = {k: v for k, v in stored.items() if not k.startswith(OUTPUT_TAG)}
     tags[RUN_NAME_TAG] = info.run_name
     if info.description:
         tags[NOTE_TAG] = info.description
@@ -102,7 +113,7 @@ def run_json(run: Run, latest: Sequence[Metric] | None = None) -> dict[str, Any]
             {"key": k, "value": float_out(v), "timestamp": 0, "step": 0} for k, v in run.data.metrics.items()
         ]
     )
-    return {
+    body: dict[str, Any] = {
         "info": run_info_json(run.info, run.data.tags),
         "data": {
             "metrics": metrics,
@@ -111,6 +122,14 @@ def run_json(run: Run, latest: Sequence[Metric] | None = None) -> dict[str, Any]
         },
         "inputs": {"dataset_inputs": [dataset_input_json(i) for i in run.inputs]},
     }
+    outputs = [
+        {"model_id": key[len(OUTPUT_TAG) :], "step": int(step) if step.lstrip("-").isdigit() else 0}
+        for key, step in run.data.tags.items()
+        if key.startswith(OUTPUT_TAG)
+    ]
+    if outputs:
+        body["outputs"] = {"model_outputs": outputs}
+    return body
 
 
 @dataclass
@@ -161,11 +180,13 @@ def dataset_input_json(item: DatasetInput) -> dict[str, Any]:
         "name": ds.name,
         "digest": ds.digest,
         "source_type": ds.source_type or "",
-        "source": _source_out(ds.source),
+        "source": _source_out(ds.source, ds.source_type),
     }
     if ds.schema_ is not None:
         dataset["schema"] = _schema_out(ds.schema_)
-    if ds.num_rows is not None:
+    if ds.profile is not None:
+        dataset["profile"] = ds.profile
+    elif ds.num_rows is not None:
         dataset["profile"] = json.dumps({"num_rows": ds.num_rows})
     tags = [{"key": CONTEXT_TAG, "value": item.context}] if item.context else []
     return {"tags": tags, "dataset": dataset}
@@ -186,6 +207,7 @@ def dataset_input_from(msg: Params) -> DatasetInput:
             source=_source_in(ds.string("source")),
             schema=_schema_in(ds.string("schema")),
             num_rows=as_int(profile.get("num_rows"), "profile.num_rows") if profile else None,
+            profile=ds.string("profile") or None,
         ),
     )
 
@@ -200,18 +222,21 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_MODELYARD_SOURCE_TYPES = {"file", "directory", "pandas", "numpy", "pyarrow"}  # tracking/datasets.py's
+
+
 def _source_in(text: str | None) -> str | None:
-    """MLflow sources are JSON; a bare `{"uri": ...}` is stored as the URI, Modelyard's way."""
-    obj = _json_object(text)
-    if obj is not None and set(obj) == {"uri"} and isinstance(obj["uri"], str):
-        return obj["uri"]
+    """MLflow's source (JSON text, or whatever the client sent) is kept exactly as sent."""
     return text or None
 
 
-def _source_out(source: str | None) -> str:
+def _source_out(source: str | None, source_type: str | None) -> str:
+    """A source as MLflow sent it; a bare URI that Modelyard's SDK logged as MLflow's `{"uri": ...}`."""
     if source is None:
         return "{}"
-    return source if _json_object(source) is not None else json.dumps({"uri": source})
+    if _json_object(source) is None and source_type in _MODELYARD_SOURCE_TYPES:
+        return json.dumps({"uri": source})
+    return source
 
 
 def _schema_in(text: str | None) -> dict[str, str] | None:

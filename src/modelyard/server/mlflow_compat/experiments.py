@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Request, Response
+
+from modelyard import config
 from modelyard.errors import InvalidArgument, NotFound
 from modelyard.schemas import ViewType
 from modelyard.server.mlflow_compat import filters
@@ -13,6 +16,15 @@ from modelyard.server.mlflow_compat.route import Fields, MlflowRoute, Store, rep
 router = APIRouter(prefix="/experiments", route_class=MlflowRoute)
 
 _SEARCH_LIMIT = 50_000  # MLflow's own cap on one page, and the most experiments the store lists at once
+
+
+def _default_root(request: Request) -> str:
+    """The root under which the store puts an experiment's artifacts when no location is given."""
+    settings = getattr(request.app.state, "settings", None)
+    return str(getattr(settings, "artifacts_uri", None) or config.artifact_uri())
+
+
+DefaultRoot = Annotated[str, Depends(_default_root)]
 
 
 @router.post("/create")
@@ -25,22 +37,22 @@ def create_experiment(p: Fields, s: Store) -> Response:
 
 
 @router.get("/get")
-def get_experiment(p: Fields, s: Store) -> Response:
-    return reply({"experiment": experiment_json(s.get_experiment(p.experiment_id()))})
+def get_experiment(p: Fields, s: Store, root: DefaultRoot) -> Response:
+    return reply({"experiment": experiment_json(s.get_experiment(p.experiment_id()), root)})
 
 
 @router.get("/get-by-name")
-def get_experiment_by_name(p: Fields, s: Store) -> Response:
+def get_experiment_by_name(p: Fields, s: Store, root: DefaultRoot) -> Response:
     name = p.required("experiment_name")
     exp = s.get_experiment_by_name(name)
     if exp is None:  # 404 + RESOURCE_DOES_NOT_EXIST: mlflow.get_experiment_by_name returns None on it
         raise NotFound(f"Could not find experiment with name '{name}'.")
-    return reply({"experiment": experiment_json(exp)})
+    return reply({"experiment": experiment_json(exp, root)})
 
 
 @router.post("/search")
 @router.get("/search")
-def search_experiments(p: Fields, s: Store) -> Response:
+def search_experiments(p: Fields, s: Store, root: DefaultRoot) -> Response:
     max_results = p.integer("max_results", 1000)
     assert max_results is not None
     if not 1 <= max_results <= _SEARCH_LIMIT:
@@ -51,7 +63,7 @@ def search_experiments(p: Fields, s: Store) -> Response:
     )
     start = filters.decode_offset(p.string("page_token"))
     page = found[start : start + max_results]
-    body: dict[str, object] = {"experiments": [experiment_json(e) for e in page]}
+    body: dict[str, object] = {"experiments": [experiment_json(e, root) for e in page]}
     if start + max_results < len(found):
         body["next_page_token"] = filters.encode_offset(start + max_results)
     return reply(body)

@@ -26,12 +26,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from modelyard.artifacts import ArtifactStore, artifact_store_for
 from modelyard.errors import InvalidArgument, NotFound
+from modelyard.schemas import RunTag
 from modelyard.schemas.accounts import Role
 from modelyard.server.authz import require
 from modelyard.server.mlflow_compat import filters
 from modelyard.server.mlflow_compat.convert import (
     LOGGED_MODEL_ID,
     LOGGED_MODELS_FOLDER,
+    OUTPUT_TAG,
     key_values,
     logged_model_artifact_uri,
     logged_model_experiment,
@@ -73,6 +75,18 @@ def _meta_path(model_id: str) -> str:
     return f"{LOGGED_MODELS_FOLDER}/{model_id}/{_META}"
 
 
+class _ModelMetric(BaseModel):
+    """A metric point logged with `model_id` (MLflow's `log_metric(..., model_id=...)`)."""
+
+    key: str
+    value: float | Literal["NaN", "Infinity", "-Infinity"]
+    timestamp: int
+    step: int
+    run_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
 class _Meta(BaseModel):
     """What meta.json holds, checked on every read: the file sits in the artifact store, where anyone who
     may write the experiment's artifacts may also rewrite it."""
@@ -88,6 +102,7 @@ class _Meta(BaseModel):
     last_updated_timestamp_ms: int = 0
     params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
+    metrics: list[_ModelMetric] = Field(default_factory=list)
     deleted: bool = False
 
 
@@ -128,9 +143,28 @@ def record_registration(s: TrackingStore, model_id: str, name: str, version: int
         versions = versions if isinstance(versions, list) else []
     except ValueError:
         versions = []
-    entry = {"name": name, "version": str(version)}
-    if entry not in versions:
+    entry = {"name": name, "version": version}  # an integer, as MLflow's server writes it
+    if not any(isinstance(e, dict) and e.get("name") == name and str(e.get("version")) == str(version)
+               for e in versions):  # fmt: skip
         meta["tags"][VERSIONS_TAG] = json.dumps([*versions, entry])
+        _write(root, meta)
+
+
+def editable(s: TrackingStore, model_ids: list[str]) -> dict[str, tuple[ArtifactStore, dict[str, Any]]]:
+    """The logged models `model_ids` name, each once the caller may edit it."""
+    return {model_id: load(s, model_id, Role.EDIT) for model_id in dict.fromkeys(model_ids)}
+
+
+def record_metrics(
+    models: dict[str, tuple[ArtifactStore, dict[str, Any]]],
+    run_id: str,
+    points: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Keep metric points logged with a `model_id` on their logged models (`models`, from `editable`):
+    `points` are (model id, point) pairs, the point as `model_json` shows it."""
+    for model_id, point in points:
+        models[model_id][1]["metrics"].append({**point, "run_id": run_id})
+    for root, meta in models.values():
         _write(root, meta)
 
 
@@ -152,7 +186,11 @@ def model_json(meta: dict[str, Any]) -> dict[str, Any]:
     for key in ("model_type", "source_run_id", "status_message"):
         if meta.get(key):
             info[key] = meta[key]
-    return {"info": info, "data": {"params": pairs(meta["params"]), "metrics": []}}
+    metrics = [
+        {**{k: v for k, v in m.items() if v is not None}, "model_id": meta["model_id"]}
+        for m in meta["metrics"]
+    ]
+    return {"info": info, "data": {"params": pairs(meta["params"]), "metrics": metrics}}
 
 
 # endpoints ------------------------------------------------------------------------------------------------
@@ -176,9 +214,9 @@ def create_logged_model(p: Fields, s: Store) -> Response:
         raise InvalidArgument(
             f"Invalid model name {name!r}: at most 256 characters, none of {' '.join(_NAME_FORBIDS)}."
         )
-    source_run_id = p.string("source_run_id")
-    if source_run_id is not None:
-        source_run_id = s.get_run(source_run_id).info.run_id  # it exists (and the caller may read it)
+    source_run_id = p.string(
+        "source_run_id"
+    )  # stored as given, as MLflow does: it may name another server's run
     meta: dict[str, Any] = {
         "model_id": f"m-{uuid.uuid4().hex}-{experiment_id}",
         "experiment_id": experiment_id,
@@ -189,6 +227,7 @@ def create_logged_model(p: Fields, s: Store) -> Response:
         "creation_timestamp_ms": _now(),
         "params": _validated(key_values(p.messages("params")), "Param"),
         "tags": _validated(key_values(p.messages("tags")), "Tag"),
+        "metrics": [],
     }
     _write(_root(s, experiment_id, Role.EDIT), meta)
     return reply({"model": model_json(meta)})
@@ -203,6 +242,7 @@ def search_logged_models(p: Fields, s: Store) -> Response:
     assert max_results is not None
     v.validate_max_results(max_results, _SEARCH_LIMIT)
     clauses = parse_registry_filter(mlflow_filter(p.string("filter"), {"model_name": "name"}), _FILTER_FIELDS)
+    datasets = _datasets(p.messages("datasets"))
     order = _order(p.messages("order_by"))
     found = []
     for experiment_id in dict.fromkeys(experiment_ids):
@@ -216,7 +256,11 @@ def search_logged_models(p: Fields, s: Store) -> Response:
                 meta = _read(root, model_id)
             except NotFound:
                 continue  # created this instant, or a folder someone else put there
-            if not meta.get("deleted") and all(_matches(meta, c) for c in clauses):
+            if (
+                not meta.get("deleted")
+                and all(_matches(meta, c) for c in clauses)
+                and (not datasets or _on_datasets(meta, datasets))
+            ):
                 found.append(meta)
     for field, ascending in reversed(order):  # stable sorts, the last key first
         found.sort(key=lambda meta: _sort_key(meta.get(field)), reverse=not ascending)
@@ -225,6 +269,25 @@ def search_logged_models(p: Fields, s: Store) -> Response:
     if start + max_results < len(found):
         body["next_page_token"] = filters.encode_offset(start + max_results)
     return reply(body)
+
+
+def _datasets(items: list[Params]) -> list[tuple[str, str | None]]:
+    found = []
+    for item in items:
+        name = item.string("dataset_name")
+        if not name:
+            raise InvalidArgument("`dataset_name` in the `datasets` clause must be specified.")
+        found.append((name, item.string("dataset_digest")))
+    return found
+
+
+def _on_datasets(meta: dict[str, Any], datasets: list[tuple[str, str | None]]) -> bool:
+    """MLflow's rule: the model has a metric on one of the datasets (by name, and digest when given)."""
+    return any(
+        m.get("dataset_name") == name and (digest is None or m.get("dataset_digest") == digest)
+        for m in meta["metrics"]
+        for name, digest in datasets
+    )
 
 
 def _sort_key(value: Any) -> tuple[int, int, str]:
@@ -329,13 +392,27 @@ def log_logged_model_params(model_id: str, p: Fields, s: Store) -> Response:
 
 @outputs_router.post("/outputs")
 def log_outputs(p: Fields, s: Store) -> Response:
-    """The client links the models it logs to their run. Modelyard keeps the link on the model
-    (`source_run_id`); the outputs themselves are checked and not stored."""
-    run = s.get_run(p.run_id())
-    require(s, run.info.experiment_id, Role.EDIT)
+    """The client links the models it logs to their run: one run tag per model, `OUTPUT_TAG<model id>`
+    holding the step, which `runs/get` shows as the run's `outputs.model_outputs` (convert.py)."""
+    run_id = p.run_id()
+    tags = []
     for item in p.messages("models"):
-        load(s, item.required("model_id"))
+        model_id = item.required("model_id")
+        load(s, model_id)  # it exists, and the caller may read it
+        tags.append(RunTag(key=f"{OUTPUT_TAG}{model_id}", value=str(item.integer("step", 0) or 0)))
+    if tags:
+        s.log_batch(run_id, tags=tags)
+    else:
+        s.get_run(run_id)
     return reply({})
 
 
-__all__ = ["load", "model_json", "outputs_router", "record_registration", "router"]
+__all__ = [
+    "editable",
+    "load",
+    "model_json",
+    "outputs_router",
+    "record_metrics",
+    "record_registration",
+    "router",
+]

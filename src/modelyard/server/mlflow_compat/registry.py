@@ -84,6 +84,13 @@ def _flag(p: Params, name: str) -> bool:
     raise InvalidArgument(f"Parameter {name!r} must be a boolean, got {value!r}.")
 
 
+def _version(p: Params) -> str:
+    """A version number: MLflow sends it as a string, other clients as a number."""
+    value = p.string("version", required=True, numbers=True)
+    assert value is not None
+    return value
+
+
 def _tags(p: Params) -> dict[str, str] | None:
     tags = dict(key_values(p.messages("tags")))
     _no_prompt(tags.get(PROMPT_TAG))
@@ -172,7 +179,7 @@ def get_latest_versions(p: Fields, r: Registry) -> Response:
 
 @router.post("/registered-models/alias")
 def set_registered_model_alias(p: Fields, r: Registry) -> Response:
-    r.set_alias(p.required("name"), p.required("alias"), p.required("version"))
+    r.set_alias(p.required("name"), p.required("alias"), _version(p))
     return reply({})
 
 
@@ -204,19 +211,19 @@ def create_model_version(p: Fields, r: Registry, s: Store) -> Response:
 
 @router.get("/model-versions/get")
 def get_model_version(p: Fields, r: Registry) -> Response:
-    mv = r.get_model_version(p.required("name"), p.required("version"))
+    mv = r.get_model_version(p.required("name"), _version(p))
     return reply({"model_version": model_version_json(mv)})
 
 
 @router.patch("/model-versions/update")
 def update_model_version(p: Fields, r: Registry) -> Response:
-    mv = r.update_model_version(p.required("name"), p.required("version"), p.string("description", "") or "")
+    mv = r.update_model_version(p.required("name"), _version(p), p.string("description", "") or "")
     return reply({"model_version": model_version_json(mv)})
 
 
 @router.delete("/model-versions/delete")
 def delete_model_version(p: Fields, r: Registry) -> Response:
-    r.delete_model_version(p.required("name"), p.required("version"))
+    r.delete_model_version(p.required("name"), _version(p))
     return reply({})
 
 
@@ -237,15 +244,13 @@ def search_model_versions(p: Fields, r: Registry) -> Response:
 
 @router.post("/model-versions/set-tag")
 def set_model_version_tag(p: Fields, r: Registry) -> Response:
-    r.set_model_version_tag(
-        p.required("name"), p.required("version"), p.required("key"), p.string("value", "") or ""
-    )
+    r.set_model_version_tag(p.required("name"), _version(p), p.required("key"), p.string("value", "") or "")
     return reply({})
 
 
 @router.delete("/model-versions/delete-tag")
 def delete_model_version_tag(p: Fields, r: Registry) -> Response:
-    r.delete_model_version_tag(p.required("name"), p.required("version"), p.required("key"))
+    r.delete_model_version_tag(p.required("name"), _version(p), p.required("key"))
     return reply({})
 
 
@@ -258,13 +263,13 @@ def transition_model_version_stage(p: Fields, r: Registry) -> Response:
             f"Model version transition cannot archive existing model versions because {stage.value!r} is not "
             "an active stage: archive_existing_versions works with Staging and Production only."
         )
-    mv = r.transition_stage(p.required("name"), p.required("version"), stage, archive)
+    mv = r.transition_stage(p.required("name"), _version(p), stage, archive)
     return reply({"model_version": model_version_json(mv)})
 
 
 @router.get("/model-versions/get-download-uri")
 def get_model_version_download_uri(p: Fields, r: Registry, s: Store) -> Response:
-    mv = r.get_model_version(p.required("name"), p.required("version"))
+    mv = r.get_model_version(p.required("name"), _version(p))
     return reply({"artifact_uri": download_uri(s, mv)})
 
 

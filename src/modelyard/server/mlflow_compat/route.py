@@ -8,6 +8,7 @@ those by hand instead of with pydantic models so that every malformed field beco
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -41,9 +42,63 @@ class NotImplementedInModelyard(ModelyardError):
     http_status = 501
 
 
+_TEXT = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""  # a string as Python's repr() writes it
+_WORD = r"([^\s;]+?)"
+# The stores' not-found and conflict messages in the words of MLflow's SQL stores (clients match on some,
+# e.g. mlflow.optuna on "Run with id=... not found"). Each pattern is the start of the store's message.
+_MLFLOW_MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"No run with id {_TEXT}\."), "Run with id={0} not found"),
+    (re.compile(rf"No experiment with id {_TEXT}\."), "No Experiment with id={0} exists"),
+    (
+        re.compile(rf"An active experiment named {_TEXT} already exists"),
+        "Experiment(name={0}) already exists.",
+    ),
+    (re.compile(rf"Run {_WORD} has no tag {_TEXT}\."), "No tag with name: {1} in run with id {0}"),
+    (
+        re.compile(rf"Experiment {_WORD} has no tag {_TEXT}\."),
+        "No tag with name: {1} in experiment with id {0}",
+    ),
+    (
+        re.compile(rf"Run {_WORD} is deleted;"),
+        "The run {0} must be in the 'active' state. Current state is deleted.",
+    ),
+    (
+        re.compile(rf"Experiment {_WORD} \({_TEXT}\) is deleted; restore it to add runs\."),
+        "The experiment {0} must be in the 'active' state. Current state is deleted.",
+    ),
+    (
+        re.compile(
+            rf"Param {_TEXT} of run {_WORD} is already {_TEXT}; params are immutable, so the new value {_TEXT}"
+        ),
+        "Changing param values is not allowed. Param with key='{0}' was already logged with value='{2}' for "
+        "run ID='{1}'. Attempted logging new value '{3}'.",
+    ),
+    (re.compile(rf"No registered model named {_TEXT}\."), "Registered Model with name={0} not found"),
+    (
+        re.compile(rf"A registered model named {_TEXT} exists already\."),
+        "Registered Model (name={0}) already exists.",
+    ),
+    (
+        re.compile(rf"Model {_TEXT} has no version {_WORD}\."),
+        "Model Version (name={0}, version={1}) not found",
+    ),
+    (re.compile(rf"Model {_TEXT} has no alias {_TEXT}\."), "Registered model alias {1} not found."),
+]
+
+
+def mlflow_message(message: str) -> str:
+    """`message` in MLflow's words when it is one of the stores' not-found or conflict messages."""
+    for pattern, template in _MLFLOW_MESSAGES:
+        match = pattern.match(message)
+        if match is not None:
+            values = [ast.literal_eval(g) if g[:1] in "'\"" else g for g in match.groups()]
+            return template.format(*values)
+    return message
+
+
 def error_reply(exc: ModelyardError) -> Response:
     code, status = _MLFLOW_CODES.get(exc.code, (exc.code, exc.http_status))
-    return reply({"error_code": code, "message": exc.message}, status)
+    return reply({"error_code": code, "message": mlflow_message(exc.message)}, status)
 
 
 class MlflowRoute(APIRoute):
@@ -93,16 +148,20 @@ class Params:
         value = self._fields.get(name)
         return self._fields.get(_camel(name)) if value is None else value
 
-    def string(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    def string(
+        self, name: str, default: str | None = None, *, required: bool = False, numbers: bool = False
+    ) -> str | None:
+        """A string field. Anything else is refused as MLflow's server refuses it (a proto string field
+        given a number); `numbers`: a JSON number is read as its text (experiment ids)."""
         value = self.raw(name)
         if value is None or value == "":
             if required:
                 raise InvalidArgument(f"Missing value for required parameter {name!r}.")
             return default
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # an experiment id sent as a number is still an id
         if not isinstance(value, str):
-            raise InvalidArgument(f"Parameter {name!r} must be a string, got {type(value).__name__}.")
+            raise InvalidArgument(invalid_value(name, value))
         return value
 
     def required(self, name: str) -> str:
@@ -111,7 +170,7 @@ class Params:
         return value
 
     def experiment_id(self, name: str = "experiment_id", default: str | None = None) -> str:
-        value = self.string(name, default, required=default is None)
+        value = self.string(name, default, required=default is None, numbers=True)
         assert value is not None
         return experiment_id(value, name)
 
@@ -192,6 +251,15 @@ class Params:
         raise InvalidArgument(
             f"Invalid value {value!r} for parameter {name!r}: use one of {', '.join(names)}."
         )
+
+
+def invalid_value(name: str, value: Any) -> str:
+    """MLflow's server's words for a field of the wrong type."""
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return (
+        f"Invalid value {shown} for parameter '{name}' supplied:  Hint: Value was of type "
+        f"'{type(value).__name__}'. See the API docs for more information about request parameters."
+    )
 
 
 _INT64 = range(-(2**63), 2**63)

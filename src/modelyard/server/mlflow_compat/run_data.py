@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -17,6 +18,7 @@ from modelyard.server.mlflow_compat.convert import (
     USER_TAG,
     dataset_input_from,
     key_values,
+    metric_json,
     tag_writes,
 )
 from modelyard.server.mlflow_compat.filters import decode_offset, encode_offset
@@ -36,23 +38,46 @@ def _metric(p: Params) -> Metric:
     )
 
 
+def _model_points(items: Sequence[Params], metrics: Sequence[Metric]) -> list[tuple[str, dict[str, Any]]]:
+    """The points logged with a `model_id` (MLflow 3 logs a model's metrics this way), as
+    (model id, point) pairs; the run gets them too, as in MLflow."""
+    points = []
+    for item, metric in zip(items, metrics, strict=True):
+        model_id = item.string("model_id")
+        if model_id:
+            point = metric_json(metric)
+            for name in ("dataset_name", "dataset_digest"):
+                point[name] = item.string(name)
+            points.append((model_id, point))
+    return points
+
+
 def _log(
     s: TrackingStore,
     run_id: str,
     metrics: Sequence[Metric] = (),
     params: Sequence[Param] = (),
     tags: Sequence[tuple[str, str]] = (),
+    model_points: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
+    models = None
+    if model_points:  # the models are checked before anything is written
+        from modelyard.server.mlflow_compat import logged_models
+
+        models = logged_models.editable(s, [model_id for model_id, _ in model_points])
     writes = tag_writes(tags)
     if metrics or params or writes.tags or not writes.attributes:
         s.log_batch(run_id, metrics=metrics, params=params, tags=writes.tags)
     if writes.attributes:
         s.update_run(run_id, run_name=writes.run_name, description=writes.description)
+    if models is not None:
+        logged_models.record_metrics(models, run_id, list(model_points))
 
 
 @router.post("/runs/log-metric")
 def log_metric(p: Fields, s: Store) -> Response:
-    _log(s, p.run_id(), metrics=[_metric(p)])
+    metrics = [_metric(p)]
+    _log(s, p.run_id(), metrics=metrics, model_points=_model_points([p], metrics))
     return reply({})
 
 
@@ -82,9 +107,10 @@ def delete_tag(p: Fields, s: Store) -> Response:
 
 @router.post("/runs/log-batch")
 def log_batch(p: Fields, s: Store) -> Response:
-    metrics = [_metric(m) for m in p.messages("metrics")]
+    items = p.messages("metrics")
+    metrics = [_metric(m) for m in items]
     params = [Param(key=k, value=v) for k, v in key_values(p.messages("params"))]
-    _log(s, p.run_id(), metrics, params, key_values(p.messages("tags")))
+    _log(s, p.run_id(), metrics, params, key_values(p.messages("tags")), _model_points(items, metrics))
     return reply({})
 
 

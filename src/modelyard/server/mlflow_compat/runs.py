@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from modelyard.schemas import RunStatus, ViewType
+from modelyard.errors import ModelyardError
+from modelyard.schemas import LifecycleStage, RunStatus, ViewType
 from modelyard.server.mlflow_compat.convert import (
     MODELYARD_USER_TAG,
     PARENT_TAG,
@@ -18,6 +19,7 @@ from modelyard.server.mlflow_compat.convert import (
 )
 from modelyard.server.mlflow_compat.filters import run_filter
 from modelyard.server.mlflow_compat.route import Fields, MlflowRoute, Store, reply
+from modelyard.store.base import TrackingStore
 
 router = APIRouter(prefix="/runs", route_class=MlflowRoute)
 
@@ -33,11 +35,24 @@ def create_run(p: Fields, s: Store) -> Response:
         p.experiment_id(default="0"),
         run_name=p.string("run_name") or writes.run_name,
         start_time=p.integer("start_time"),
-        parent_run_id=tags.get(PARENT_TAG),  # MLflow's nested runs name their parent in a tag
+        parent_run_id=_parent(s, tags.get(PARENT_TAG)),
         tags=tags or None,
         description=writes.description,
     )
     return reply({"run": run_json(run, latest=[])})
+
+
+def _parent(s: TrackingStore, run_id: str | None) -> str | None:
+    """The parent an MLflow nested run names in its tag, when it is an active run here. MLflow stores the
+    tag as given, without looking the run up (it may live on another server): so does the tag here, and
+    only a parent this store holds becomes the run's `parent_run_id`."""
+    if not run_id:
+        return None
+    try:
+        parent = s.get_run(run_id)
+    except ModelyardError:  # unknown, malformed, or not readable by the caller
+        return None
+    return run_id if parent.info.lifecycle_stage is LifecycleStage.ACTIVE else None
 
 
 @router.get("/get")

@@ -374,7 +374,7 @@ async def download_artifact(run_id: str, path: str, request: Request) -> Respons
 
 def _etag(source: BinaryIO) -> str | None:
     """A strong validator of the file's version: inode, mtime and size of a local file (a replaced artifact
-    is a new inode), the object's ETag on S3 and other fsspec stores; None when the backend has neither."""
+    is a new inode), the object's ETag on S3, GCS and other fsspec stores; None when the backend has neither."""
     try:
         st = os.fstat(source.fileno())
         return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
@@ -384,8 +384,10 @@ def _etag(source: BinaryIO) -> str | None:
         details = getattr(source, "details", None)  # fsspec: the object's metadata (one HEAD on S3)
     except Exception:  # pragma: no cover - a backend whose metadata lookup fails: no validator
         return None
-    etag = details.get("ETag") if isinstance(details, dict) else None
-    return str(etag) if etag and not str(etag).startswith("W/") else None
+    etag = (details.get("ETag") or details.get("etag")) if isinstance(details, dict) else None  # S3, GCS
+    if not etag or str(etag).startswith("W/"):
+        return None
+    return str(etag) if str(etag).startswith('"') else f'"{etag}"'  # GCS's JSON API gives it unquoted
 
 
 class _Unsatisfiable(Exception):

@@ -334,8 +334,8 @@ class SqlModelRegistryStore(AttachedStore, ModelRegistryStore):
         v.validate_text("Description", description)
         for key, value in (tags or {}).items():
             v.validate_tag_value(v.validate_key("Tag", key), value)
-        if run_id is not None:
-            run_id = self._tracking.get_run(v.validate_run_id(run_id)).run_id  # it exists
+        if run_id is not None:  # stored as given, as MLflow does: the run may live on another server
+            v.validate_run_id(run_id)
         now = now_ms()
         with self._tx() as conn:
             self._model_row(conn, name, lock=True)

@@ -560,6 +560,7 @@ class SqlTrackingStore(TrackingStore):
                         source_type=r.source_type,
                         schema=json.loads(r.schema) if r.schema else None,
                         num_rows=r.num_rows,
+                        profile=r.profile,
                     ),
                 )
             )
@@ -829,6 +830,7 @@ class SqlTrackingStore(TrackingStore):
                         source_type=ds.source_type,
                         schema=json.dumps(ds.schema_) if ds.schema_ is not None else None,
                         num_rows=ds.num_rows,
+                        profile=ds.profile,
                     )
                     .on_conflict_do_nothing()
                 )

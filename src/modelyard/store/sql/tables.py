@@ -142,6 +142,7 @@ datasets = Table(
     Column("source", Text),
     Column("schema", Text),
     Column("num_rows", BigInteger),
+    Column("profile", Text),
     Index("ux_datasets_identity", "experiment_id", "name", "digest", unique=True),
 )
 

@@ -1,5 +1,5 @@
 """Metric sequences: the last point each buffered writer stored per run, so that a batch re-sent after a
-crash or a lost reply is stored once.
+crash or a lost reply is stored once. And datasets keep the profile their client sent (MLflow's JSON).
 
 Revision ID: 0008
 Revises: 0007
@@ -25,7 +25,11 @@ def upgrade() -> None:
         ),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
     )
+    with op.batch_alter_table("datasets") as batch:
+        batch.add_column(sa.Column("profile", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("datasets") as batch:
+        batch.drop_column("profile")
     op.drop_table("metric_sequences")
