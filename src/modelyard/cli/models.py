@@ -21,6 +21,7 @@ from modelyard.cli.common import (
     parse_key_values,
     pass_state,
     print_json,
+    table_console,
     tracking_uri_option,
 )
 
@@ -136,7 +137,7 @@ def show_model(state: State, name: str, as_json: bool) -> None:
             esc(tags), *rollout, mv.run_id or "", esc(mv.source), fmt_time(mv.creation_time, short=True),
             esc(mv.created_by or ""),
         )  # fmt: skip
-    out().print(table)
+    table_console()[0].print(table)  # piped: nothing cut, ids and sources whole
 
 
 ROLLOUT_TAG = "rollout."  # the tags `modelyard rollout` records on the candidate version (serving/rollout.py)
