@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,17 +58,12 @@ def location(store: Any, path: str) -> str:
 def stored_digest(store: Any, path: str, fmt: str) -> str:
     """The SHA-256 of output `path` (format `fmt`) as stored, in one streamed pass, nothing kept.
     NotFound when it is gone."""
-    if fmt not in FOLDER_FORMATS:
-        with store.open_read(path) as source:
+
+    def hash_one(file: str) -> str:
+        with store.open_read(file) as source:
             return _copy(source, None)
-    files = store.list_recursive(path)
-    if not files:
-        raise NotFound(f"No artifact folder {path!r} under {store.root_uri}.")
-    digests = []
-    for info in files:
-        with store.open_read(info.path) as source:
-            digests.append((_relative(info.path, path), _copy(source, None)))
-    return folder_digest(digests)
+
+    return _digest(store, path, fmt, hash_one)
 
 
 def fetch(store: Any, entry: dict[str, Any], dest_dir: Path) -> Path:
@@ -75,22 +71,24 @@ def fetch(store: Any, entry: dict[str, Any], dest_dir: Path) -> Path:
     local copy. CorruptOutput (and no copy left) when it does not match the recorded SHA-256."""
     path, fmt = str(entry["path"]), str(entry["format"])
     target = dest_dir.joinpath(*path.split("/"))
-    if fmt in FOLDER_FORMATS:
-        files = store.list_recursive(path)
-        if not files:
-            raise NotFound(f"No artifact folder {path!r} under {store.root_uri}.")
-        digests = []
-        for info in files:
-            local = dest_dir.joinpath(*info.path.split("/"))
-            digests.append((_relative(info.path, path), _download(store, info.path, local)))
-        actual = folder_digest(digests)
-    else:
-        actual = _download(store, path, target)
+    actual = _digest(
+        store, path, fmt, lambda file: _download(store, file, dest_dir.joinpath(*file.split("/")))
+    )
     expected = entry.get("sha256")
     if expected is not None and actual != expected:
         _remove(target)
         raise CorruptOutput(location(store, path), str(expected), actual)
     return target
+
+
+def _digest(store: Any, path: str, fmt: str, digest_file: Callable[[str], str]) -> str:
+    """The SHA-256 of output `path`: `digest_file`'s of its one file, or of a folder's files combined."""
+    if fmt not in FOLDER_FORMATS:
+        return digest_file(path)
+    files = store.list_recursive(path)
+    if not files:
+        raise NotFound(f"No artifact folder {path!r} under {store.root_uri}.")
+    return folder_digest([(_relative(info.path, path), digest_file(info.path)) for info in files])
 
 
 def _download(store: Any, path: str, target: Path) -> str:
