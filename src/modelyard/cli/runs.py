@@ -114,9 +114,8 @@ def list_runs(
 
     One row per run: id, name, experiment, status, start time, duration, and the metrics and params that
     differ between the runs listed. Pipeline steps that came from the cache are left out (--all shows
-    them). Narrow
-    terminals drop the least useful columns; piped output keeps them all and prints ids whole; --json
-    prints everything.
+    them). Narrow terminals drop the least useful columns; piped output keeps them all and prints ids
+    whole; --json prints everything.
 
     \b
     Example:

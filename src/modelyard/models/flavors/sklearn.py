@@ -45,15 +45,14 @@ class SklearnFlavor(Flavor):
         **options: Any,
     ) -> dict[str, Any]:
         sklearn = self.import_library("sklearn")
-        fmt = serialization or _safe_skops(model, path)
+        fmt, skops_bytes = (serialization, None) if serialization else _default_format(model)
         if fmt not in FORMATS:
             raise InvalidArgument(
                 f"Unknown sklearn serialization {fmt!r}; choose one of {', '.join(FORMATS)}."
             )
         file = path / _FILES[fmt]
         if fmt == "skops":
-            if not file.exists():  # already written by _safe_skops when chosen by default
-                self.import_library("skops.io").dump(model, file)
+            file.write_bytes(skops_bytes or self.import_library("skops.io").dumps(model))
         else:
             dumps = self.import_library("cloudpickle").dumps if fmt == "cloudpickle" else pickle.dumps
             try:
@@ -81,9 +80,10 @@ class SklearnFlavor(Flavor):
         return {"cloudpickle": ["cloudpickle"], "skops": ["skops"]}.get(config.get("serialization", ""), [])
 
 
-def _safe_skops(model: Any, path: Path) -> str:
-    """The default format for `model`: "skops" (written to `path` already) when skops represents it with
-    types from its safe set only; else cloudpickle or pickle, with an UnsafeModelWarning saying why."""
+def _default_format(model: Any) -> tuple[str, bytes | None]:
+    """The default format for `model`: "skops", with the bytes already made to check them, when skops
+    represents it with types from its safe set only; else cloudpickle or pickle (no bytes), with an
+    UnsafeModelWarning saying why."""
     pickler = "cloudpickle" if _has("cloudpickle") else "pickle"
     try:
         import skops.io as sio
@@ -97,8 +97,7 @@ def _safe_skops(model: Any, path: Path) -> str:
             why = f"skops cannot write it ({type(exc).__name__}: {exc})"
         else:
             if not untrusted:
-                (path / _FILES["skops"]).write_bytes(data)
-                return "skops"
+                return "skops", data
             why = f"it uses types outside skops' safe set ({', '.join(untrusted)})"
     warnings.warn(
         f"Saved the scikit-learn model with {pickler}, not the safe skops format: {why}. Loading it in "
@@ -108,7 +107,7 @@ def _safe_skops(model: Any, path: Path) -> str:
         UnsafeModelWarning,
         stacklevel=caller_stacklevel(),
     )
-    return pickler
+    return pickler, None
 
 
 def load_estimator(file: Path, fmt: str, trust: Trust, flavor: Flavor) -> Any:
