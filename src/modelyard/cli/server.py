@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import gc
-import ipaddress
 import os
 
 import click
 
 from modelyard.cli.common import State, err, pass_state
-
-_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
-
-
-def is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from modelyard.store.validation import is_loopback_host
 
 
 @click.command("server")
@@ -103,7 +92,7 @@ def server(
 
     from modelyard.errors import InvalidArgument
 
-    if not is_loopback(host) and not auth and not insecure:
+    if not is_loopback_host(host) and not auth and not insecure:
         raise InvalidArgument(
             f"Refusing to bind {host} without authentication. Add --auth (API tokens and roles), bind "
             "127.0.0.1, or pass --insecure to accept that anyone who reaches the port can read and write "

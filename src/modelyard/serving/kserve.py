@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelyard.errors import InvalidArgument
+from modelyard.store.validation import is_loopback_host
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -200,16 +201,9 @@ def pod_tracking_uri(options: KServeOptions) -> str | None:
 
 
 def is_loopback(uri: str) -> bool:
-    """Whether `uri` names this machine (localhost, 127.0.0.0/8, ::1): in a pod, that is the pod itself."""
-    import ipaddress
-
+    """Whether `uri` names this machine (localhost, *.localhost, 127.0.0.0/8, ::1): in a pod, the pod itself."""
     host = urlsplit(uri).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.endswith(".localhost") or is_loopback_host(host)
 
 
 def notes(source: ModelSource, options: KServeOptions, *, strict: bool = True) -> list[Note]:

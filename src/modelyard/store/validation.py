@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -118,6 +119,16 @@ def validate_max_results(max_results: int, limit: int = 50_000) -> int:
     if not isinstance(max_results, int) or max_results < 1 or max_results > limit:
         raise InvalidArgument(f"max_results must be an integer between 1 and {limit}, got {max_results!r}.")
     return max_results
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine only: localhost, ip6-localhost, 127.0.0.0/8 or ::1."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_http_url(url: str) -> bool:
