@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,9 @@ import pytest
 
 import modelyard as my
 from modelyard.registry.lineage import lineage
-from tests.server.live import MLFLOW_CLIENT_ENV, LiveServer, start_module_server
+from tests.server import mlflow_live
+from tests.server.live import LiveServer
+from tests.server.mlflow_live import unique_name as _name
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -28,27 +29,7 @@ from mlflow.protos import service_pb2  # noqa: E402
 from mlflow.utils.rest_utils import MlflowHostCreds, call_endpoint  # noqa: E402
 
 API = "/api/2.0/mlflow"
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_module_server(request, tmp_path_factory.mktemp("mlflow-fidelity"))
-    yield live
-    live.stop()
-
-
-@pytest.fixture(autouse=True)
-def mlflow_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    for name, value in MLFLOW_CLIENT_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+server, mlflow_env = mlflow_live.server, mlflow_live.mlflow_env  # the shared fixtures
 
 
 def _other_server_run_id() -> str:

@@ -6,7 +6,6 @@ Modelyard's own, read back through its registry store."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,34 +15,19 @@ import pytest
 import modelyard as my
 from modelyard.schemas.registry import GatePolicy, GateRule, Stage
 from modelyard.store.sql.model_registry import SqlModelRegistryStore
-from tests.server.live import MLFLOW_CLIENT_ENV, LiveServer, start_module_server
+from tests.server import mlflow_live
+from tests.server.live import LiveServer
+from tests.server.mlflow_live import unique_name as _name
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 API = "/api/2.0/mlflow"
+server, mlflow_env = mlflow_live.server, mlflow_live.mlflow_env  # the shared fixtures
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*stages:FutureWarning"
 )  # MLflow deprecates stages; we test them
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One server per backend for the module (each test works in models and experiments of its own)."""
-    live = start_module_server(request, tmp_path_factory.mktemp("mlflow-registry"))
-    yield live
-    live.stop()
-
-
-@pytest.fixture(autouse=True)
-def mlflow_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    for name, value in MLFLOW_CLIENT_ENV.items():
-        monkeypatch.setenv(name, value)
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
 
 
 @pytest.fixture
@@ -52,10 +36,6 @@ def registry(server: LiveServer) -> Iterator[SqlModelRegistryStore]:
     store = SqlModelRegistryStore.open(server.backend_uri)
     yield store
     store.close()
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def _code(exc: pytest.ExceptionInfo[MlflowException]) -> str:
