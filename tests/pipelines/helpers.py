@@ -33,3 +33,30 @@ import numpy as np
 import modelyard as my
 from modelyard.pipelines import Dataset, Metrics, Model
 """
+
+
+# A pipeline whose step overwrites the stored .npy outputs with other bytes of the same size, then reads one
+# back (needs a `vector(n)` step and `Path` in the file it is added to): the damage the SHA-256 checks catch.
+TAMPERED = """
+
+@my.step
+def tamper(home: str) -> int:
+    # other bytes of the same size over every stored .npy output, as a stray write or a disk fault would do
+    damaged = 0
+    for path in Path(home).rglob("output.npy"):
+        if path.parent.name == "outputs":
+            np.save(path, np.arange(100, dtype=float) + 7)
+            damaged += 1
+    return damaged
+
+
+@my.step(retries=2, retry_delay=0.1)
+def total_after(v: np.ndarray) -> float:
+    return float(v.sum())
+
+
+@my.pipeline
+def tampered(n: int = 100, home: str = ""):
+    v = vector(n)
+    total_after(v).after(tamper(home).after(v))
+"""

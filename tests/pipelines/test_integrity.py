@@ -21,7 +21,7 @@ from modelyard.pipelines import resume, run_pipeline
 from modelyard.pipelines.integrity import CorruptOutput, CorruptOutputWarning
 from modelyard.tracking.client import Client
 
-from .helpers import HEADER, load, pipeline_file
+from .helpers import HEADER, TAMPERED, load, pipeline_file
 
 SOURCE = (
     HEADER
@@ -63,28 +63,6 @@ def table(n: int = 200, ready: str = ""):
     count(rows(n), ready)
 
 
-@my.step
-def tamper(home: str) -> int:
-    # other bytes of the same size over every stored .npy output, as a stray write or a disk fault would do
-    damaged = 0
-    for path in Path(home).rglob("output.npy"):
-        if path.parent.name == "outputs":
-            np.save(path, np.arange(100, dtype=float) + 7)
-            damaged += 1
-    return damaged
-
-
-@my.step(retries=2, retry_delay=0.1)
-def total_after(v: np.ndarray) -> float:
-    return float(v.sum())
-
-
-@my.pipeline
-def tampered(n: int = 100, home: str = ""):
-    v = vector(n)
-    total_after(v).after(tamper(home).after(v))
-
-
 class Odd:
     def __init__(self, v):
         self.v = v
@@ -124,6 +102,7 @@ def use(f: pd.DataFrame, p: Path, o: Odd, m: Model, r: list) -> float:
 def formats(folder: str = "/tmp"):
     use(frame(), note(folder), odd(), fit(), rows(200))
 """
+    + TAMPERED
 )
 
 

@@ -17,7 +17,7 @@ from modelyard.pipelines.dsl import StepOptions
 from modelyard.pipelines.executor import Job
 from modelyard.tracking.client import Client
 
-from .helpers import HEADER, load, pipeline_file
+from .helpers import HEADER, TAMPERED, load, pipeline_file
 
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 
@@ -91,29 +91,8 @@ def sleepy(pid_file: str) -> int:
 @my.step
 def vector(n: int) -> np.ndarray:
     return np.arange(n, dtype=float) * 2
-
-
-@my.step
-def tamper(home: str) -> int:
-    # other bytes of the same size over every stored .npy output, as a stray write or a disk fault would do
-    damaged = 0
-    for path in Path(home).rglob("output.npy"):
-        if path.parent.name == "outputs":
-            np.save(path, np.arange(100, dtype=float) + 7)
-            damaged += 1
-    return damaged
-
-
-@my.step(retries=2, retry_delay=0.1)
-def total_after(v: np.ndarray) -> float:
-    return float(v.sum())
-
-
-@my.pipeline
-def tampered(n: int = 100, home: str = ""):
-    v = vector(n)
-    total_after(v).after(tamper(home).after(v))
 """
+    + TAMPERED
 )
 
 TIMEOUT_S = 600  # slow's timeout
