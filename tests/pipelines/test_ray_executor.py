@@ -149,6 +149,25 @@ def _recording_executor(address: str, **kwargs: Any) -> Any:
     return Recording()
 
 
+def _pid_writing_task(home: Path, stem: str, step: str, experiment: str) -> tuple[dict[str, Any], Path]:
+    """The task of `step` (it writes its pid to the file returned, then sleeps), from STEPS written as `stem`,
+    with a run of its own in `experiment`."""
+    path = pipeline_file(home, STEPS, stem=stem)
+    uri = f"sqlite:///{home}/t.db"
+    client = Client(uri)
+    run = client.create_run(client.get_or_create_experiment(experiment), run_name=step)
+    pid_file = home / f"{step}.pid"
+    task = {
+        "step": {"module": f"_modelyard_file_{stem}", "qualname": step, "file": str(path)},
+        "instance": step,
+        "tracking_uri": uri,
+        "run_id": run.run_id,
+        "inputs": {"pid_file": {"value": str(pid_file)}},
+        "outputs": {"output": "int"},
+    }
+    return task, pid_file
+
+
 def _alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie waiting for its parent to reap it counts as gone)."""
     try:
@@ -272,19 +291,7 @@ def test_the_worker_stops_a_step_that_runs_past_its_timeout(
     pytest.importorskip("ray")
     from modelyard.pipelines import ray_executor
 
-    path = pipeline_file(home, STEPS, stem="ray_worker_steps")
-    uri = f"sqlite:///{home}/t.db"
-    client = Client(uri)
-    run = client.create_run(client.get_or_create_experiment("ray-worker"), run_name="slow")
-    pid_file = home / "slow.pid"
-    task = {
-        "step": {"module": "_modelyard_file_ray_worker_steps", "qualname": "slow", "file": str(path)},
-        "instance": "slow",
-        "tracking_uri": uri,
-        "run_id": run.run_id,
-        "inputs": {"pid_file": {"value": str(pid_file)}},
-        "outputs": {"output": "int"},
-    }
+    task, pid_file = _pid_writing_task(home, "ray_worker_steps", "slow", "ray-worker")
     clock = _Clock()  # the worker's timeout clock: past the timeout once the step has started, however late
     monkeypatch.setattr(ray_executor, "time", clock)
     watcher = clock.expire_when_started(pid_file)
@@ -327,19 +334,7 @@ def test_an_input_damaged_during_the_run_fails_its_step_on_the_worker(
 def test_cancel_stops_the_steps_process(ray_cluster_address: str, home: Path) -> None:
     from modelyard.pipelines.ray_executor import RayExecutor
 
-    path = pipeline_file(home, STEPS, stem="ray_cancel_steps")
-    uri = f"sqlite:///{home}/t.db"
-    client = Client(uri)
-    run = client.create_run(client.get_or_create_experiment("ray-cancel"), run_name="sleepy")
-    pid_file = home / "sleepy.pid"
-    task = {
-        "step": {"module": "_modelyard_file_ray_cancel_steps", "qualname": "sleepy", "file": str(path)},
-        "instance": "sleepy",
-        "tracking_uri": uri,
-        "run_id": run.run_id,
-        "inputs": {"pid_file": {"value": str(pid_file)}},
-        "outputs": {"output": "int"},
-    }
+    task, pid_file = _pid_writing_task(home, "ray_cancel_steps", "sleepy", "ray-cancel")
     log_path = home / "logs" / "sleepy.log"
     executor = RayExecutor(address=ray_cluster_address, max_parallel=1)
     try:
